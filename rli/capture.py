@@ -1,0 +1,237 @@
+"""Activations out of a policy: many layers, one forward pass, hooks always removed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from rli.errors import RliError
+from rli.network import first_tensor
+from rli.policy import Layer, LayerSpec, Policy
+
+Pool = Literal["flatten", "channel"]
+DEFAULT_CHUNK = 8192
+
+
+class _Stop(BaseException):
+    """Raised by the hook on the deepest requested actor layer: the rest of the forward pass is not needed."""
+
+
+class Activations(Mapping):
+    """Captured activations: layer → float32 array of shape (n, width).
+
+    Indexed by any layer address the policy understands (``acts[5]``,
+    ``acts["actor.5"]``, ``acts["mlp_extractor.policy_net.5"]``).
+
+    Example:
+        >>> import torch.nn as nn, numpy as np, rli
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)))
+        >>> acts = rli.capture(policy, np.zeros((10, 3)), layers=[0, 1])
+        >>> acts[1].shape, acts["actor.1"].dtype
+        ((10, 8), dtype('float32'))
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], layers: Sequence[Layer], policy: Policy) -> None:
+        self._arrays = arrays
+        self.layers = tuple(layers)
+        self._policy = policy
+
+    def __getitem__(self, key: LayerSpec) -> np.ndarray:
+        if isinstance(key, str) and key in self._arrays:
+            return self._arrays[key]
+        name = self._policy.layer(key).name
+        if name not in self._arrays:
+            raise RliError(f"layer {key!r} ({name}) was not captured; captured: {', '.join(self._arrays)}")
+        return self._arrays[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    @property
+    def n(self) -> int:
+        """Number of observations."""
+        return next(iter(self._arrays.values())).shape[0] if self._arrays else 0
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{name} ({arr.shape[1]})" for name, arr in self._arrays.items())
+        return f"Activations(n={self.n}: {parts})"
+
+
+@dataclass(frozen=True)
+class ActivationChunk:
+    """One chunk of a streamed capture: rows ``start:stop`` of the observations and their activations."""
+
+    start: int
+    stop: int
+    obs: np.ndarray
+    activations: dict[str, np.ndarray]
+
+
+def _resolve(policy: Policy, layers: LayerSpec | Sequence[LayerSpec] | None) -> list[Layer]:
+    if layers is None:
+        resolved = list(policy.actor_layers)
+    elif isinstance(layers, (int, np.integer, str, Layer)):
+        resolved = [policy.layer(layers)]
+    else:
+        resolved = [policy.layer(spec) for spec in layers]
+    if not resolved:
+        raise RliError("no layers requested; pass layers=[...] or None for the whole actor trunk")
+    unique = list({layer.name: layer for layer in resolved}.values())
+    for layer in unique:
+        if layer.width is None:
+            raise RliError(f"layer {layer.name!r} does not run when the policy computes actions or values, "
+                           "so it has no activations; see `policy.layers` for the layers with a width")
+    return unique
+
+
+def _width(layer: Layer, pool: Pool) -> int:
+    if pool == "channel" and layer.shape is not None and len(layer.shape) > 1:
+        return layer.shape[0]
+    return int(layer.width)
+
+
+def _to_rows(tensor: torch.Tensor, layer: Layer, n: int, pool: Pool) -> torch.Tensor:
+    if layer.batch_dim:
+        tensor = tensor.transpose(0, layer.batch_dim)
+    if tensor.shape[0] != n:
+        raise RliError(f"layer {layer.name!r} produced a batch of {tensor.shape[0]} rows for {n} observations; "
+                       "it cannot be attributed to individual observations")
+    if pool == "channel" and tensor.ndim > 2:
+        tensor = tensor.flatten(2).mean(dim=2)
+    return tensor.reshape(n, -1)
+
+
+def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
+               out: dict[str, np.ndarray]) -> None:
+    """Forward one chunk with hooks writing straight into ``out`` (arrays of len(obs) rows)."""
+    n = obs.shape[0]
+    modules = dict(policy.module.named_modules())
+    stop_at = None
+    if all(layer.index is not None for layer in layers):
+        stop_at = max(layers, key=lambda layer: layer.index).name
+    seen: set[str] = set()
+
+    def make_hook(layer: Layer) -> Any:
+        target = torch.from_numpy(out[layer.name])
+
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if layer.name in seen:
+                return
+            target.copy_(_to_rows(first_tensor(output), layer, n, pool))
+            seen.add(layer.name)
+            if layer.name == stop_at and len(seen) == len(layers):
+                raise _Stop
+        return hook
+
+    handles = [modules[layer.name].register_forward_hook(make_hook(layer)) for layer in layers]
+    try:
+        tensor = policy._tensor(obs)
+        try:
+            policy._net.run_actor(tensor)
+            if len(seen) < len(layers) and policy._net.run_critic is not None:
+                policy._net.run_critic(tensor)
+        except _Stop:
+            pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [layer.name for layer in layers if layer.name not in seen]
+    if missing:
+        raise RliError(f"layers {missing} did not run in the policy's forward pass, so they have no activations")
+
+
+def _chunks(obs: Any, chunk_size: int) -> Iterator[np.ndarray]:
+    from rli.observations import ObsSet
+
+    if isinstance(obs, ObsSet):
+        obs = obs.obs
+    if isinstance(obs, (np.ndarray, torch.Tensor)) or (
+            isinstance(obs, Sequence) and not isinstance(obs, (str, bytes))):
+        arr = obs if isinstance(obs, (np.ndarray, torch.Tensor)) else np.asarray(obs)
+        for start in range(0, len(arr), chunk_size):
+            yield arr[start:start + chunk_size]
+    elif isinstance(obs, Iterable):
+        yield from obs
+    else:
+        raise RliError(f"observations must be an array, an ObsSet or an iterable of arrays, not {type(obs).__name__}")
+
+
+def iter_activations(
+    policy: Policy,
+    obs: Any,
+    layers: LayerSpec | Sequence[LayerSpec] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    pool: Pool = "flatten",
+) -> Iterator[ActivationChunk]:
+    """Stream activations chunk by chunk, in bounded memory.
+
+    ``obs`` may be an array (a ``np.load(..., mmap_mode="r")`` memmap works), an
+    :class:`~rli.ObsSet`, or any iterable of observation batches (a generator reading
+    from disk). Hooks exist only while a chunk runs, so abandoning the iterator leaves
+    nothing behind.
+
+    Example:
+        >>> import torch.nn as nn, numpy as np, rli
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 8), nn.Tanh()))
+        >>> total = sum(chunk.activations["1"].sum(axis=0) for chunk in
+        ...             rli.iter_activations(policy, np.zeros((1000, 3)), layers=[1], chunk_size=256))
+        >>> total.shape
+        (8,)
+    """
+    resolved = _resolve(policy, layers)
+    if chunk_size < 1:
+        raise RliError(f"chunk_size must be a positive number of observations, got {chunk_size}")
+    start = 0
+    for raw in _chunks(obs, chunk_size):
+        batch = policy.prepare_obs(raw)
+        out = {layer.name: np.empty((batch.shape[0], _width(layer, pool)), dtype=np.float32) for layer in resolved}
+        with policy.inference():
+            _run_chunk(policy, batch, resolved, pool, out)
+        yield ActivationChunk(start=start, stop=start + batch.shape[0], obs=batch, activations=out)
+        start += batch.shape[0]
+
+
+def capture(
+    policy: Policy,
+    obs: Any,
+    layers: LayerSpec | Sequence[LayerSpec] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    pool: Pool = "flatten",
+) -> Activations:
+    """Activations of ``layers`` (default: the whole actor trunk) for every observation, in one pass.
+
+    Runs in chunks under ``no_grad`` and eval mode (each module's mode restored),
+    stops the forward pass after the deepest requested actor layer, writes float32
+    rows straight into preallocated arrays and removes its hooks even when the
+    forward pass raises. Conv outputs are flattened per sample, or averaged per
+    channel with ``pool="channel"``. Interventions active around the call apply.
+
+    Example:
+        >>> import torch.nn as nn, numpy as np, rli
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)))
+        >>> rli.capture(policy, np.random.default_rng(0).normal(size=(100, 3)))
+        Activations(n=100: 0 (8), 1 (8), 2 (2))
+    """
+    resolved = _resolve(policy, layers)
+    if chunk_size < 1:
+        raise RliError(f"chunk_size must be a positive number of observations, got {chunk_size}")
+    from rli.observations import ObsSet
+
+    arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
+    n = arr.shape[0]
+    out = {layer.name: np.empty((n, _width(layer, pool)), dtype=np.float32) for layer in resolved}
+    with policy.inference():
+        for start in range(0, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            _run_chunk(policy, arr[start:stop], resolved, pool, {k: v[start:stop] for k, v in out.items()})
+    return Activations(out, resolved, policy)

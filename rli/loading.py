@@ -1,0 +1,485 @@
+"""`load_policy`: every form a policy arrives in → :class:`~rli.Policy`, without unpickling untrusted code.
+
+Formats, and how each is read safely:
+
+* Stable-Baselines3 ``.zip`` (PPO, A2C, SAC, TD3, DQN, sb3-contrib RecurrentPPO):
+  the spaces and policy settings are decoded with an allow-list unpickler
+  (:mod:`rli.safe_pickle`), the policy is rebuilt from its class and the weights are
+  read with ``torch.load(weights_only=True)``. A ``VecNormalize`` pickle saved beside
+  the zip (``vecnormalize.pkl``, ``<stem>_vecnormalize.pkl``, ``<stem>.vecnormalize.pkl``)
+  is read the same way and applied before the network.
+* TorchScript ``.pt``: rebuilt as an eager ``nn.Sequential`` of standard layers so that
+  every layer can be hooked.
+* ``torch.save`` files: a ``state_dict`` (plus ``arch=``), a dict
+  ``{"state_dict": ..., "arch": {...}}``, or a whole pickled module built from
+  ``torch.nn`` layers (allow-listed for ``weights_only`` loading).
+* safetensors: a ``state_dict`` plus ``arch=`` (or ``{"rli.arch": json}`` metadata).
+* Live objects: an SB3 model or policy, any ``nn.Module``, a ``Policy``.
+
+Anything that needs full unpickling raises :class:`~rli.RliError` unless ``trust=True``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import pickle
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rli.errors import RliError
+from rli.normalization import ObsNormalizer
+from rli.policy import Policy
+from rli.safe_pickle import PickledRecord, UnsafePickleError, safe_loads
+from rli.sb3_networks import sb3_network
+from rli.torch_networks import module_network
+
+ArchSpec = Any
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
+                "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
+_SB3_ESSENTIAL = ("observation_space", "action_space", "policy_class", "policy_kwargs")
+_TRUST_HINT = "If you trust the file, pass trust=True (this runs code stored in it)"
+
+
+def load_policy(
+    src: Any,
+    *,
+    env: Any = None,
+    trust: bool = False,
+    arch: ArchSpec = None,
+    obs_shape: tuple[int, ...] | None = None,
+    observation_space: Any = None,
+    action_space: Any = None,
+    normalizer: ObsNormalizer | str | Path | bool | None = None,
+    device: str | torch.device = "cpu",
+) -> Policy:
+    """Load a policy from a file or a live object.
+
+    Args:
+        src: path to an SB3 ``.zip``, TorchScript or ``torch.save`` ``.pt``/``.pth``,
+            ``.safetensors``; or an SB3 model/policy, an ``nn.Module``, a ``Policy``.
+        env: gymnasium id or env whose spaces describe a plain torch module's input
+            and output (optional), or an SB3 ``VecNormalize`` whose statistics to apply.
+        trust: allow full unpickling (code execution) for files that need it.
+        arch: architecture for bare weights: an ``nn.Module`` to load into, a factory
+            returning one, or ``{"mlp": [28, 256, 256, 128, 4], "activation": "elu"}``.
+        obs_shape, observation_space, action_space: describe a plain module's input/output.
+        normalizer: an :class:`~rli.ObsNormalizer`, a path to a ``VecNormalize`` pickle,
+            or ``False`` to ignore one found beside the checkpoint.
+        device: where the network runs (``"cpu"`` or ``"cuda"``); results are numpy either way.
+
+    Example:
+        >>> import torch.nn as nn, rli
+        >>> rli.load_policy(nn.Sequential(nn.Linear(28, 64), nn.Tanh(), nn.Linear(64, 4)))
+        Policy(Sequential, obs (28,), 3 actor layers, fingerprint ...)
+    """
+    if isinstance(src, Policy):
+        return src.to(device)
+    if env is not None:
+        observation_space, action_space, env_normalizer = _spaces_from_env(env, observation_space, action_space)
+        if normalizer is None and env_normalizer is not None:
+            normalizer = env_normalizer
+    spec = dict(obs_shape=obs_shape, observation_space=observation_space, action_space=action_space)
+    if isinstance(src, (str, Path)):
+        path = Path(src)
+        if not path.is_file():
+            raise RliError(f"no such policy file: {path}")
+        network, found_normalizer = _load_file(path, trust=trust, arch=arch, spec=spec, device=device)
+        source = str(path)
+    else:
+        network, found_normalizer = _load_live(src, arch=arch, spec=spec)
+        source = f"<{type(src).__name__}>"
+    network.root.to(device)
+    chosen = _choose_normalizer(normalizer, found_normalizer)
+    return Policy(network, normalizer=chosen, source=source)
+
+
+# ---------------------------------------------------------------------- live objects
+def _load_live(src: Any, *, arch: ArchSpec, spec: dict) -> tuple[Any, ObsNormalizer | None]:
+    algorithm = _sb3_algorithm_base()
+    if algorithm is not None and isinstance(src, algorithm):
+        vec_normalize = src.get_vec_normalize_env()
+        found = ObsNormalizer.from_vecnormalize(vec_normalize) if vec_normalize is not None else None
+        return sb3_network(src.policy, type(src).__name__), found
+    base_policy = _sb3_base_policy()
+    if base_policy is not None and isinstance(src, base_policy):
+        return sb3_network(src), None
+    if isinstance(src, torch.jit.ScriptModule):
+        return module_network(_descript(src), kind="TorchScript", **spec), None
+    if isinstance(src, nn.Module):
+        return module_network(src, **spec), None
+    raise RliError(f"cannot load a policy from {type(src).__name__}; pass a file path, an SB3 model, "
+                   "an nn.Module or an rli.Policy")
+
+
+def _sb3_algorithm_base() -> type | None:
+    try:
+        from stable_baselines3.common.base_class import BaseAlgorithm
+    except ImportError:
+        return None
+    return BaseAlgorithm
+
+
+def _sb3_base_policy() -> type | None:
+    try:
+        from stable_baselines3.common.policies import BasePolicy
+    except ImportError:
+        return None
+    return BasePolicy
+
+
+def _spaces_from_env(env: Any, observation_space: Any, action_space: Any) -> tuple[Any, Any, Any]:
+    try:
+        from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+    except ImportError:
+        VecEnv = VecNormalize = ()  # noqa: N806
+    found = None
+    if isinstance(env, VecEnv):
+        wrapper = env
+        while wrapper is not None and not isinstance(wrapper, VecNormalize):
+            wrapper = getattr(wrapper, "venv", None)
+        if wrapper is not None:
+            found = ObsNormalizer.from_vecnormalize(wrapper)
+        return observation_space or env.observation_space, action_space or env.action_space, found
+    from rli.envs_util import make_env
+
+    made = make_env(env)
+    try:
+        return observation_space or made.observation_space, action_space or made.action_space, None
+    finally:
+        if made is not env:
+            made.close()
+
+
+def _choose_normalizer(normalizer: Any, found: ObsNormalizer | None) -> ObsNormalizer | None:
+    if normalizer is False:
+        return None
+    if normalizer is None or normalizer is True:
+        return found
+    if isinstance(normalizer, ObsNormalizer):
+        return normalizer
+    if isinstance(normalizer, (str, Path)):
+        return read_vecnormalize(Path(normalizer))
+    try:
+        return ObsNormalizer.from_vecnormalize(normalizer)
+    except (KeyError, TypeError, AttributeError):
+        raise RliError(f"normalizer must be an ObsNormalizer, a VecNormalize, a path to its pickle or False, "
+                       f"not {type(normalizer).__name__}") from None
+
+
+def read_vecnormalize(path: Path) -> ObsNormalizer | None:
+    """Observation statistics from a ``VecNormalize.save`` pickle, read without running code from it."""
+    replacements = {
+        ("stable_baselines3.common.vec_env.vec_normalize", "VecNormalize"): PickledRecord,
+        ("stable_baselines3.common.running_mean_std", "RunningMeanStd"): PickledRecord,
+    }
+    try:
+        record = safe_loads(path.read_bytes(), replacements)
+    except FileNotFoundError:
+        raise RliError(f"no such VecNormalize file: {path}") from None
+    except UnsafePickleError as err:
+        raise RliError(f"{path} refers to {err.qualified_name}, which is not a VecNormalize statistic; "
+                       "rli will not unpickle it") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise RliError(f"{path} is not a readable VecNormalize pickle ({err})") from None
+    if not isinstance(record, PickledRecord) or not isinstance(record.state.get("obs_rms"), PickledRecord):
+        raise RliError(f"{path} does not hold VecNormalize statistics")
+    state = dict(record.state, obs_rms=record.state["obs_rms"].state)
+    return ObsNormalizer.from_vecnormalize(state, source=f"VecNormalize ({path.name})")
+
+
+# ----------------------------------------------------------------------------- files
+def _load_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict, device: Any) -> tuple[Any, Any]:
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, arch=arch, spec=spec)
+    names = _zip_names(path)
+    if names is not None and "data" in names and "policy.pth" in names:
+        return _load_sb3_zip(path, trust=trust, device=device)
+    if names is not None and any("/code/" in name or name.startswith("code/") for name in names):
+        return _load_torchscript(path, spec=spec)
+    if path.suffix == ".zip":
+        raise RliError(f"{path} is a zip but not a Stable-Baselines3 model (no 'data' and 'policy.pth' inside)")
+    return _load_torch_file(path, trust=trust, arch=arch, spec=spec)
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except zipfile.BadZipFile as err:
+        raise RliError(f"{path} is a damaged zip archive ({err}); re-save the checkpoint") from None
+
+
+def _decode_sb3_entry(path: Path, key: str, value: Any) -> Any:
+    if not (isinstance(value, dict) and ":serialized:" in value):
+        return value
+    try:
+        return safe_loads(base64.b64decode(value[":serialized:"].encode()))
+    except UnsafePickleError as err:
+        raise RliError(f"{path.name}: its {key} refers to {err.qualified_name}, which is not on rli's allow-list "
+                       f"of inert classes. {_TRUST_HINT}") from None
+    except Exception as err:  # noqa: BLE001 — any decoding failure means the same to the user
+        raise RliError(f"{path.name}: cannot decode its {key} ({type(err).__name__}: {err}); the file may be "
+                       f"damaged or from an incompatible SB3 version. {_TRUST_HINT}") from None
+
+
+def _sb3_algorithm_name(policy_class: type, data: Mapping[str, Any]) -> str:
+    names = {cls.__name__ for cls in policy_class.__mro__}
+    if "RecurrentActorCriticPolicy" in names:
+        return "RecurrentPPO"
+    if "DQNPolicy" in names:
+        return "DQN"
+    if "SACPolicy" in names:
+        return "SAC"
+    if "TD3Policy" in names:
+        return "TD3"
+    return "PPO" if "n_epochs" in data else "A2C"
+
+
+def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+            policy_bytes = archive.read("policy.pth")
+    except (zipfile.BadZipFile, json.JSONDecodeError, KeyError, OSError) as err:
+        raise RliError(f"{path} is not a readable Stable-Baselines3 model ({err})") from None
+    decoded = {key: _decode_sb3_entry(path, key, data.get(key)) for key in _SB3_ESSENTIAL} if not trust else None
+    if trust:
+        policy, algorithm = _load_sb3_trusted(path, data, device)
+    else:
+        policy_class = decoded["policy_class"]
+        if not isinstance(policy_class, type) or not issubclass(policy_class, nn.Module):
+            raise RliError(f"{path.name} does not name an SB3 policy class; is it an SB3 model?")
+        kwargs = dict(decoded["policy_kwargs"] or {})
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        if issubclass(policy_class, ActorCriticPolicy):
+            kwargs.setdefault("use_sde", bool(data.get("use_sde", False)))
+        try:
+            policy = policy_class(decoded["observation_space"], decoded["action_space"], lambda _: 0.0, **kwargs)
+        except Exception as err:  # noqa: BLE001 — a constructor failure is a broken or foreign file
+            raise RliError(f"{path.name}: cannot rebuild its {policy_class.__name__} ({type(err).__name__}: {err})") from None
+        state = _torch_load_weights(io.BytesIO(policy_bytes), f"{path.name}/policy.pth")
+        try:
+            policy.load_state_dict(state)
+        except RuntimeError as err:
+            raise RliError(f"{path.name}: the weights do not fit the policy it describes ({str(err).splitlines()[0]})") from None
+        algorithm = _sb3_algorithm_name(policy_class, data)
+    policy.to(device)
+    return sb3_network(policy, algorithm), _sibling_vecnormalize(path)
+
+
+def _load_sb3_trusted(path: Path, data: Mapping[str, Any], device: Any) -> tuple[Any, str]:
+    import stable_baselines3
+
+    policy_type = str(data.get("policy_class", {}).get(":type:", "")) if isinstance(data.get("policy_class"), dict) else ""
+    module_hint = data.get("policy_class", {}).get("__module__", "") if isinstance(data.get("policy_class"), dict) else ""
+    candidates = {"sac": "SAC", "td3": "TD3", "dqn": "DQN", "ddpg": "DDPG"}
+    name = next((algo for key, algo in candidates.items() if f".{key}." in module_hint), None)
+    if "recurrent" in module_hint or "recurrent" in policy_type:
+        import sb3_contrib
+
+        return sb3_contrib.RecurrentPPO.load(path, device=device).policy, "RecurrentPPO"
+    if name is None:
+        name = "PPO" if "n_epochs" in data else "A2C"
+    model = getattr(stable_baselines3, name).load(path, device=device)
+    return model.policy, name
+
+
+def _sibling_vecnormalize(path: Path) -> ObsNormalizer | None:
+    for candidate in (path.with_name(f"{path.stem}_vecnormalize.pkl"), path.with_name(f"{path.stem}.vecnormalize.pkl"),
+                      path.with_name("vecnormalize.pkl"), path.with_suffix("") / "vecnormalize.pkl"):
+        if candidate.is_file():
+            return read_vecnormalize(candidate)
+    return None
+
+
+def _torch_load_weights(file: Any, label: str) -> Any:
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RliError(f"{label} holds more than tensors ({_first_line(err)}); rli loads weights with "
+                       f"weights_only=True. {_TRUST_HINT}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
+        raise RliError(f"{label} is not a readable torch file ({_first_line(err)}); re-save the checkpoint") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _standard_nn_classes() -> list[type]:
+    return [obj for name in dir(nn) if isinstance(obj := getattr(nn, name), type) and issubclass(obj, nn.Module)]
+
+
+def _load_torch_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict) -> tuple[Any, Any]:
+    try:
+        if trust:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_standard_nn_classes()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        culprit = _unsupported_global(str(err))
+        what = f"a pickled {culprit}" if culprit else "pickled Python objects"
+        raise RliError(f"{path} contains {what}; loading it would run code from the file. Save a state_dict and "
+                       f"pass arch=..., or: {_TRUST_HINT}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        raise RliError(f"{path} is not a readable torch checkpoint ({_first_line(err)})") from None
+    if isinstance(obj, torch.jit.ScriptModule):
+        return module_network(_descript(obj), kind="TorchScript", **spec), None
+    if isinstance(obj, nn.Module):
+        return module_network(obj, **spec), None
+    if isinstance(obj, Mapping):
+        return _from_state_dict(obj, arch=arch, spec=spec, label=str(path))
+    raise RliError(f"{path} holds a {type(obj).__name__}, not a module or a state_dict")
+
+
+def _unsupported_global(message: str) -> str | None:
+    marker = "GLOBAL "
+    if marker in message:
+        return message.split(marker, 1)[1].split()[0]
+    return None
+
+
+def _load_safetensors(path: Path, *, arch: ArchSpec, spec: dict) -> tuple[Any, Any]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise RliError(f"{path} is not a readable safetensors file ({err})") from None
+    if arch is None and "rli.arch" in metadata:
+        try:
+            arch = json.loads(metadata["rli.arch"])
+        except json.JSONDecodeError:
+            raise RliError(f"{path}: its 'rli.arch' metadata is not valid JSON") from None
+    return _from_state_dict(state, arch=arch, spec=spec, label=str(path))
+
+
+def _from_state_dict(obj: Mapping[str, Any], *, arch: ArchSpec, spec: dict, label: str) -> tuple[Any, Any]:
+    state = obj
+    for key in ("state_dict", "model_state_dict", "policy_state_dict"):
+        if isinstance(obj.get(key), Mapping):
+            state = obj[key]
+            arch = arch if arch is not None else obj.get("arch")
+            break
+    state = dict(state)
+    normalizer = _normalizer_from_state(state, label)
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise RliError(f"{label} is a dict but not a state_dict (not every value is a tensor)")
+    if arch is None:
+        raise RliError(f"{label} holds bare weights ({len(state)} tensors); pass arch= (an nn.Module, a factory, "
+                       "or {'mlp': [in, hidden..., out], 'activation': 'tanh'}) so rli knows the network")
+    module = build_arch(arch)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise RliError(f"{label}: the weights do not fit the given arch ({_first_line(err)})") from None
+    return module_network(module, **spec), normalizer
+
+
+def _normalizer_from_state(state: dict[str, Any], label: str) -> ObsNormalizer | None:
+    keys = [key for key in state if key.startswith("obs_rms.")]
+    if not keys:
+        return None
+    stats = {key[len("obs_rms."):]: state.pop(key) for key in keys}
+    if "mean" not in stats or "var" not in stats:
+        raise RliError(f"{label}: obs_rms needs both 'obs_rms.mean' and 'obs_rms.var'")
+    extra = {name: float(stats[name]) for name in ("clip", "epsilon") if name in stats}
+    return ObsNormalizer(mean=stats["mean"].double().numpy(), var=stats["var"].double().numpy(),
+                         source=f"obs_rms in {Path(label).name}", **extra)
+
+
+def build_arch(arch: ArchSpec) -> nn.Module:
+    """An ``nn.Module`` from an architecture spec (module, factory or ``{"mlp": sizes, "activation": name}``).
+
+    Example:
+        >>> build_arch({"mlp": [28, 256, 4], "activation": "elu"})
+        Sequential(
+          (0): Linear(in_features=28, out_features=256, bias=True)
+          (1): ELU(alpha=1.0)
+          (2): Linear(in_features=256, out_features=4, bias=True)
+        )
+    """
+    if isinstance(arch, nn.Module):
+        return copy.deepcopy(arch)
+    if isinstance(arch, Mapping):
+        sizes = arch.get("mlp")
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
+            raise RliError(f"arch['mlp'] must list at least two positive layer sizes, got {sizes!r}")
+        activation = str(arch.get("activation", "tanh")).lower()
+        output = arch.get("output_activation")
+        if activation not in _ACTIVATIONS or (output is not None and str(output).lower() not in _ACTIVATIONS):
+            raise RliError(f"unknown activation in arch; choose from {', '.join(sorted(_ACTIVATIONS))}")
+        layers: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(fan_in, fan_out))
+            if i < len(sizes) - 2:
+                layers.append(_ACTIVATIONS[activation]())
+        if output is not None:
+            layers.append(_ACTIVATIONS[str(output).lower()]())
+        return nn.Sequential(*layers)
+    if callable(arch):
+        module = arch()
+        if not isinstance(module, nn.Module):
+            raise RliError(f"the arch factory returned {type(module).__name__}, not an nn.Module")
+        return module
+    raise RliError(f"arch must be an nn.Module, a factory or an mlp spec dict, not {type(arch).__name__}")
+
+
+# ------------------------------------------------------------------------ TorchScript
+def _load_torchscript(path: Path, *, spec: dict) -> tuple[Any, Any]:
+    try:
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as err:
+        raise RliError(f"{path} is not a readable TorchScript file ({_first_line(err)})") from None
+    return module_network(_descript(scripted), kind="TorchScript", **spec), None
+
+
+_SCRIPT_ATTRS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "ELU": lambda m: {"alpha": m.alpha},
+    "LeakyReLU": lambda m: {"negative_slope": m.negative_slope},
+    "Softplus": lambda m: {"beta": m.beta, "threshold": m.threshold},
+    "Softmax": lambda m: {"dim": m.dim},
+    "LogSoftmax": lambda m: {"dim": m.dim},
+    "Flatten": lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim},
+}
+
+
+def _descript(scripted: Any) -> nn.Module:
+    """An eager copy of a scripted ``Sequential`` of standard layers (Python hooks cannot reach scripted code)."""
+    name = scripted.original_name
+    if name == "Sequential":
+        return nn.Sequential(*[_descript(child) for child in scripted.children()])
+    params = dict(scripted.named_parameters(recurse=False))
+    if name == "Linear":
+        weight = params["weight"]
+        module: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in params)
+    elif name == "LayerNorm":
+        module = nn.LayerNorm(tuple(scripted.normalized_shape), eps=scripted.eps,
+                              elementwise_affine="weight" in params)
+    elif hasattr(nn, name) and not params and not any(True for _ in scripted.children()):
+        try:
+            module = getattr(nn, name)(**_SCRIPT_ATTRS.get(name, lambda m: {})(scripted))
+        except (TypeError, RuntimeError, AttributeError):
+            module = None  # type: ignore[assignment]
+    else:
+        module = None  # type: ignore[assignment]
+    if module is None:
+        raise RliError(f"TorchScript module {name!r} cannot be opened layer by layer (rli reads scripted Sequentials "
+                       "of standard torch.nn layers); save a state_dict and pass arch=... instead")
+    module.load_state_dict({k: v.detach().clone() for k, v in scripted.state_dict().items()})
+    return module

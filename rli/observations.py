@@ -1,0 +1,286 @@
+"""`ObsSet`: a batch of observations with named label columns."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from rli.errors import RliError
+
+LabelFn = Callable[..., Mapping[str, Any]]
+
+
+def _as_label(name: str, values: Any, n: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim == 0 or arr.shape[0] != n:
+        raise RliError(f"label {name!r} has {arr.shape[0] if arr.ndim else 'a scalar'} values for {n} observations; "
+                       "give one value (or row) per observation")
+    if arr.dtype == object:
+        raise RliError(f"label {name!r} has mixed or object values; give numbers or strings")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int((~np.isfinite(arr)).sum())
+        raise RliError(f"label {name!r} contains {bad} NaN/inf values; drop those observations or fill the labels")
+    return arr
+
+
+class ObsSet:
+    """Observations (n × obs_shape) with labels: ``ObsSet(obs, labels={"upwash": y})``.
+
+    Wherever rli takes observations it also takes a plain array; wherever it takes
+    a target it takes a label name of an ObsSet or an array.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> obs = rli.ObsSet(np.zeros((4, 3)), labels={"speed": [1.0, 2.0, 3.0, 4.0]})
+        >>> len(obs), obs.labels["speed"].mean()
+        (4, 2.5)
+        >>> obs[1:3].labels["speed"].tolist()
+        [2.0, 3.0]
+    """
+
+    def __init__(self, obs: Any, labels: Mapping[str, Any] | None = None, *,
+                 meta: Mapping[str, Any] | None = None) -> None:
+        arr = np.asarray(obs)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise RliError(f"observations must be numeric, got dtype {arr.dtype}")
+        if arr.ndim < 2:
+            raise RliError(f"observations must be a batch of shape (n, *obs_shape); got shape {arr.shape}. "
+                           "For a single observation use obs[None]")
+        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+            bad = ~np.isfinite(arr)
+            raise RliError(f"observations contain {int(bad.sum())} NaN/inf values (first in row "
+                           f"{int(np.argwhere(bad)[0][0])}); drop or clean those rows")
+        self._obs = arr
+        self._labels = {str(name): _as_label(str(name), values, arr.shape[0]) for name, values in (labels or {}).items()}
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    # -------------------------------------------------------------------- access
+    @property
+    def obs(self) -> np.ndarray:
+        """The observation array, shape (n, *obs_shape)."""
+        return self._obs
+
+    @property
+    def labels(self) -> Mapping[str, np.ndarray]:
+        """Read-only mapping of label name → array with one value (or row) per observation."""
+        return MappingProxyType(self._labels)
+
+    def label(self, name: str) -> np.ndarray:
+        """One label column; :class:`RliError` lists the known names when ``name`` is not one."""
+        if name not in self._labels:
+            known = ", ".join(sorted(self._labels)) or "none (this ObsSet has no labels)"
+            raise RliError(f"unknown label {name!r}; known labels: {known}")
+        return self._labels[name]
+
+    def __len__(self) -> int:
+        return self._obs.shape[0]
+
+    def __getitem__(self, index: Any) -> ObsSet:
+        if isinstance(index, (int, np.integer)):
+            index = slice(int(index), int(index) + 1 if int(index) != -1 else None)
+        return ObsSet(self._obs[index], {k: v[index] for k, v in self._labels.items()}, meta=self.meta)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self._obs if dtype is None else self._obs.astype(dtype)
+
+    def __repr__(self) -> str:
+        labels = ", ".join(self._labels) or "no labels"
+        return f"ObsSet({len(self)} × {self._obs.shape[1:]}, {labels})"
+
+    def with_labels(self, **labels: Any) -> ObsSet:
+        """A copy with extra (or replaced) label columns."""
+        return ObsSet(self._obs, {**self._labels, **labels}, meta=self.meta)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the observations and labels (cache key)."""
+        digest = hashlib.sha256()
+        digest.update(f"{self._obs.dtype}:{self._obs.shape}".encode())
+        digest.update(np.ascontiguousarray(self._obs).tobytes())
+        for name in sorted(self._labels):
+            digest.update(name.encode() + np.ascontiguousarray(self._labels[name]).tobytes())
+        return digest.hexdigest()
+
+    # ------------------------------------------------------------- constructors
+    @classmethod
+    def grid(cls, base: Any, axes: Mapping[int, Any], *, label_fn: LabelFn | None = None) -> ObsSet:
+        """Product grid over the chosen observation dimensions, the rest fixed at ``base``.
+
+        ``axes`` maps an observation index to the values it takes. The grid is in
+        ``"ij"`` order (the last axis varies fastest) and its shape is kept in
+        ``meta["grid_shape"]`` for heat maps; each axis is also a label ``obs[i]``.
+        ``label_fn(obs_batch) -> {name: values}`` adds computed labels.
+
+        Example:
+            >>> import numpy as np, rli
+            >>> grid = rli.ObsSet.grid(np.zeros(28), {9: np.linspace(-6, 0, 80), 10: np.linspace(-3, 3, 120)})
+            >>> len(grid), grid.meta["grid_shape"], grid.labels["obs[10]"][:2].round(2).tolist()
+            (9600, [80, 120], [-3.0, -2.95])
+        """
+        base_arr = np.asarray(base, dtype=np.float64 if np.asarray(base).dtype.kind in "iub" else None)
+        if base_arr.ndim != 1:
+            raise RliError(f"base must be one flat observation, got shape {base_arr.shape}")
+        if not axes:
+            raise RliError("axes is empty; give at least one {index: values}")
+        indices = [int(i) for i in axes]
+        for i in indices:
+            if not -base_arr.size <= i < base_arr.size:
+                raise RliError(f"grid axis {i} is outside the observation (indices 0..{base_arr.size - 1})")
+        values = [np.asarray(v, dtype=base_arr.dtype).ravel() for v in axes.values()]
+        if any(v.size == 0 for v in values):
+            raise RliError("every grid axis needs at least one value")
+        mesh = np.meshgrid(*values, indexing="ij")
+        obs = np.repeat(base_arr[None], mesh[0].size, axis=0)
+        labels: dict[str, Any] = {}
+        for i, m in zip(indices, mesh):
+            obs[:, i] = m.ravel()
+            labels[f"obs[{i}]"] = m.ravel()
+        if label_fn is not None:
+            labels.update(label_fn(obs))
+        return cls(obs, labels, meta={"grid_shape": [v.size for v in values], "grid_axes": indices})
+
+    @classmethod
+    def sample(cls, space: Any, n: int, seed: int, *, label_fn: LabelFn | None = None) -> ObsSet:
+        """``n`` observations drawn from a gymnasium space (or a policy's observation space), seeded.
+
+        Box spaces are sampled in one vectorised draw (uniform where bounded, normal
+        where unbounded, shifted exponential where half-bounded, as gymnasium does);
+        other spaces one sample at a time. The caller's space is not reseeded.
+
+        Example:
+            >>> import gymnasium as gym, rli
+            >>> obs = rli.ObsSet.sample(gym.spaces.Box(-1, 1, (28,)), n=1000, seed=0)
+            >>> obs.obs.shape, bool(obs.obs.max() <= 1)
+            ((1000, 28), True)
+        """
+        from gymnasium import spaces
+
+        space = getattr(space, "observation_space", space)
+        if not isinstance(space, spaces.Space):
+            raise RliError(f"sample() needs a gymnasium space or a policy that has one, not {type(space).__name__}")
+        if n < 1:
+            raise RliError(f"n must be at least 1, got {n}")
+        if isinstance(space, spaces.Box):
+            obs = _sample_box(space, n, np.random.default_rng(seed))
+        else:
+            local = copy.deepcopy(space)
+            local.seed(seed)
+            obs = np.stack([np.asarray(local.sample()) for _ in range(n)])
+        labels = dict(label_fn(obs)) if label_fn is not None else {}
+        return cls(obs, labels, meta={"sampled_from": str(space), "seed": seed})
+
+    @classmethod
+    def from_rollouts(cls, env: Any, policy: Any, n: int, seed: int, *,
+                      label_fn: LabelFn | None = None, max_episode_steps: int | None = None) -> ObsSet:
+        """``n`` observations visited by ``policy`` acting deterministically in ``env``.
+
+        Episode *i* is reset with seed ``seed + i``. Labels come from
+        ``label_fn(obs, info) -> {name: value}`` per step, or, by default, from every
+        numeric entry of ``info`` present at every step (noise-free quantities
+        environments expose there make good probe targets). The episode index and
+        step are recorded as labels ``episode`` and ``step``.
+
+        Example:
+            >>> import rli, torch.nn as nn
+            >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 1)), observation_space=None)
+            >>> obs = rli.ObsSet.from_rollouts("Pendulum-v1", policy, n=50, seed=0)
+            >>> len(obs), "episode" in obs.labels
+            (50, True)
+        """
+        from rli.envs_util import make_env
+
+        if n < 1:
+            raise RliError(f"n must be at least 1, got {n}")
+        environment = make_env(env)
+        rows, rows_labels = [], []
+        state = None
+        try:
+            for episode in itertools.count():
+                observation, info = environment.reset(seed=seed + episode)
+                state = policy.initial_state(1)
+                start = True
+                for step in itertools.count():
+                    rows.append(np.asarray(observation))
+                    labels = dict(label_fn(observation, info)) if label_fn is not None else _numeric_info(info)
+                    labels.update(episode=episode, step=step)
+                    rows_labels.append(labels)
+                    if len(rows) >= n:
+                        break
+                    action, state = policy.step(np.asarray(observation)[None], state, np.array([start]))
+                    start = False
+                    observation, _, terminated, truncated, info = environment.step(action[0])
+                    if terminated or truncated or (max_episode_steps is not None and step + 1 >= max_episode_steps):
+                        break
+                if len(rows) >= n:
+                    break
+        finally:
+            environment.close()
+        common = set.intersection(*(set(r) for r in rows_labels))
+        labels = {name: np.asarray([r[name] for r in rows_labels]) for name in sorted(common)}
+        return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed})
+
+    # --------------------------------------------------------------------- files
+    def save(self, path: str | Path) -> Path:
+        """Write to a ``.npz`` (observations, labels, meta as JSON); returns the path written."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        arrays = {"obs": self._obs, "meta": np.asarray(json.dumps(self.meta))}
+        arrays.update({f"label:{name}": values for name, values in self._labels.items()})
+        np.savez_compressed(path, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ObsSet:
+        """Read an ``.npz`` written by :meth:`save` (never unpickles)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "obs" not in data.files:
+                    raise RliError(f"{path} has no 'obs' array; it was not written by ObsSet.save "
+                                   "(build one with rli.ObsSet(obs, labels) instead)")
+                labels = {k[len("label:"):]: data[k] for k in data.files if k.startswith("label:")}
+                meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+                return cls(data["obs"], labels, meta=meta)
+        except FileNotFoundError:
+            raise RliError(f"no such file: {path}") from None
+        except ValueError as err:
+            if isinstance(err, RliError):
+                raise
+            raise RliError(f"{path} is not a readable ObsSet .npz ({err})") from None
+        except (OSError, EOFError) as err:
+            raise RliError(f"{path} is not a readable ObsSet .npz ({err})") from None
+
+
+def _sample_box(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+    low = np.broadcast_to(space.low, space.shape).astype(np.float64)
+    high = np.broadcast_to(space.high, space.shape).astype(np.float64)
+    below, above = np.isfinite(low), np.isfinite(high)
+    out = rng.normal(size=(n, *space.shape))
+    both = below & above
+    out = np.where(both, low + (high - low) * rng.random(size=out.shape), out)
+    only_low = below & ~above
+    out = np.where(only_low, low + rng.exponential(size=out.shape), out)
+    only_high = above & ~below
+    out = np.where(only_high, high - rng.exponential(size=out.shape), out)
+    if np.issubdtype(space.dtype, np.integer):
+        out = np.floor(out)
+    return out.astype(space.dtype)
+
+
+def _numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in info.items():
+        if isinstance(key, str) and not key.startswith("_") and isinstance(value, (int, float, np.number)) \
+                and not isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.ndim <= 1 and value.size <= 64:
+            out[key] = value
+    return out

@@ -1,0 +1,94 @@
+"""Plain torch modules as policies: the trunk is the order in which leaf modules run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rli.errors import RliError
+from rli.network import Network, first_tensor, leaf_names
+
+
+def _infer_obs_shape(module: nn.Module) -> tuple[int, ...]:
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            return (sub.in_features,)
+        if isinstance(sub, (nn.RNNBase,)):
+            return (sub.input_size,)
+        if isinstance(sub, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            break
+    raise RliError(
+        f"cannot tell the observation shape of this {type(module).__name__}: its first layer is not Linear; "
+        "pass obs_shape=(...) or observation_space= to rli.load_policy"
+    )
+
+
+def _forward_order(module: nn.Module, names: list[str], obs_shape: tuple[int, ...], dtype: torch.dtype) -> list[str]:
+    """Leaf modules in the order a forward pass calls them (each once, at its first call)."""
+    order: list[str] = []
+    handles = []
+    for name in names:
+        def hook(_module: nn.Module, _inputs: Any, _output: Any, name: str = name) -> None:
+            if name not in order:
+                order.append(name)
+        handles.append(module.get_submodule(name).register_forward_hook(hook))
+    training = {m: m.training for m in module.modules()}
+    try:
+        module.eval()
+        with torch.no_grad():
+            module(torch.zeros((2, *obs_shape), dtype=dtype))
+    except Exception as err:  # noqa: BLE001 — any failure of a user's forward is reported the same way
+        raise RliError(
+            f"a forward pass of {type(module).__name__} on zeros of shape (2, {', '.join(map(str, obs_shape))}) "
+            f"failed ({type(err).__name__}: {err}); pass the right obs_shape= to rli.load_policy"
+        ) from err
+    finally:
+        for handle in handles:
+            handle.remove()
+        for sub, mode in training.items():
+            sub.train(mode)
+    return order
+
+
+def module_network(
+    module: nn.Module,
+    *,
+    obs_shape: tuple[int, ...] | None = None,
+    observation_space: Any = None,
+    action_space: Any = None,
+    kind: str | None = None,
+) -> Network:
+    """Describe a plain ``nn.Module`` (``nn.Sequential`` or any module with ``forward(obs)``)."""
+    if obs_shape is None and observation_space is not None:
+        obs_shape = tuple(observation_space.shape)
+    obs_shape = tuple(obs_shape) if obs_shape is not None else _infer_obs_shape(module)
+    param = next(iter(module.parameters()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    names = leaf_names(module) or []
+    if isinstance(module, nn.Sequential) and not any(isinstance(m, nn.RNNBase) for m in module.modules()):
+        actor = names
+    else:
+        actor = _forward_order(module, names, obs_shape, dtype)
+
+    def to_actions(raw: np.ndarray) -> np.ndarray:
+        if isinstance(action_space, spaces.Discrete) and raw.ndim == 2 and raw.shape[1] == action_space.n:
+            return raw.argmax(axis=1) + action_space.start
+        if isinstance(action_space, spaces.Box):
+            return np.clip(raw.reshape((-1, *action_space.shape)), action_space.low, action_space.high)
+        return raw
+
+    return Network(
+        root=module,
+        kind=kind or type(module).__name__,
+        obs_shape=obs_shape,
+        actor=actor,
+        run_actor=lambda obs: first_tensor(module(obs)),
+        to_actions=to_actions,
+        observation_space=observation_space,
+        action_space=action_space,
+        obs_dtype=np.dtype(torch.empty(0, dtype=dtype).numpy().dtype),
+    )

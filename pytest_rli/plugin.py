@@ -61,5 +61,9 @@ def rli_policy(request: pytest.FixtureRequest) -> Any:
         try:
             cache[path] = rli.load_policy(path, trust=request.config.getini(INI_TRUST))
         except rli.RliError as err:
-            pytest.fail(f"rli_policy: {err}", pytrace=False)
+            problem = str(err)
+        else:
+            problem = None
+        if problem is not None:
+            pytest.fail(f"rli_policy: {problem}", pytrace=False)
     return cache[path]

@@ -26,6 +26,7 @@ import copy
 import io
 import json
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -150,11 +151,11 @@ def _spaces_from_env(env: Any, observation_space: Any, action_space: Any) -> tup
         return observation_space or env.observation_space, action_space or env.action_space, found
     from rli.envs_util import make_env
 
-    made = make_env(env)
+    made, owned = make_env(env)
     try:
         return observation_space or made.observation_space, action_space or made.action_space, None
     finally:
-        if made is not env:
+        if owned:
             made.close()
 
 
@@ -443,7 +444,9 @@ def build_arch(arch: ArchSpec) -> nn.Module:
 # ------------------------------------------------------------------------ TorchScript
 def _load_torchscript(path: Path, *, spec: dict) -> tuple[Any, Any]:
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as err:
         raise RliError(f"{path} is not a readable TorchScript file ({_first_line(err)})") from None
     return module_network(_descript(scripted), kind="TorchScript", **spec), None

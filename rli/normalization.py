@@ -59,7 +59,7 @@ class ObsNormalizer:
         if not state.get("norm_obs", True):
             return None
         rms = state.get("obs_rms")
-        if isinstance(rms, dict):
+        if isinstance(rms, dict) and "mean" not in rms:
             raise RliError(
                 "VecNormalize with dict observations is not supported: rli policies take array observations"
             )

@@ -40,7 +40,7 @@ class ObsSet:
     Example:
         >>> import numpy as np, rli
         >>> obs = rli.ObsSet(np.zeros((4, 3)), labels={"speed": [1.0, 2.0, 3.0, 4.0]})
-        >>> len(obs), obs.labels["speed"].mean()
+        >>> len(obs), float(obs.labels["speed"].mean())
         (4, 2.5)
         >>> obs[1:3].labels["speed"].tolist()
         [2.0, 3.0]
@@ -163,7 +163,11 @@ class ObsSet:
         """
         from gymnasium import spaces
 
-        space = getattr(space, "observation_space", space)
+        if hasattr(space, "observation_space"):
+            if space.observation_space is None:
+                raise RliError("this policy has no observation space; pass a gymnasium space to sample() "
+                               "or load the policy with env=... or observation_space=...")
+            space = space.observation_space
         if not isinstance(space, spaces.Space):
             raise RliError(f"sample() needs a gymnasium space or a policy that has one, not {type(space).__name__}")
         if n < 1:
@@ -190,7 +194,7 @@ class ObsSet:
 
         Example:
             >>> import rli, torch.nn as nn
-            >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 1)), observation_space=None)
+            >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 1)), env="Pendulum-v1")
             >>> obs = rli.ObsSet.from_rollouts("Pendulum-v1", policy, n=50, seed=0)
             >>> len(obs), "episode" in obs.labels
             (50, True)
@@ -199,7 +203,7 @@ class ObsSet:
 
         if n < 1:
             raise RliError(f"n must be at least 1, got {n}")
-        environment = make_env(env)
+        environment, owned = make_env(env)
         rows, rows_labels = [], []
         state = None
         try:
@@ -222,7 +226,8 @@ class ObsSet:
                 if len(rows) >= n:
                     break
         finally:
-            environment.close()
+            if owned:
+                environment.close()
         common = set.intersection(*(set(r) for r in rows_labels))
         labels = {name: np.asarray([r[name] for r in rows_labels]) for name in sorted(common)}
         return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed})
@@ -265,11 +270,10 @@ def _sample_box(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     below, above = np.isfinite(low), np.isfinite(high)
     out = rng.normal(size=(n, *space.shape))
     both = below & above
-    out = np.where(both, low + (high - low) * rng.random(size=out.shape), out)
-    only_low = below & ~above
-    out = np.where(only_low, low + rng.exponential(size=out.shape), out)
-    only_high = above & ~below
-    out = np.where(only_high, high - rng.exponential(size=out.shape), out)
+    lo, hi = np.where(below, low, 0.0), np.where(above, high, 0.0)
+    out = np.where(both, lo + (hi - lo) * rng.random(size=out.shape), out)
+    out = np.where(below & ~above, lo + rng.exponential(size=out.shape), out)
+    out = np.where(above & ~below, hi - rng.exponential(size=out.shape), out)
     if np.issubdtype(space.dtype, np.integer):
         out = np.floor(out)
     return out.astype(space.dtype)

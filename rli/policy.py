@@ -243,25 +243,29 @@ class Policy:
         return LayerTable(table)
 
     def layer(self, spec: LayerSpec) -> Layer:
-        """Resolve an index, alias or dotted name to a :class:`Layer`; :class:`RliError` lists the valid ones."""
+        """Resolve an index, alias or dotted name to a :class:`Layer`; :class:`RliError` lists the valid ones.
+
+        A string is a module name first; a string of digits that names no module is
+        an actor-trunk index (so ``"5"`` from a command line means ``5``).
+        """
         if isinstance(spec, Layer):
             return self.layer(spec.name)
         if isinstance(spec, (bool, np.bool_)) or not isinstance(spec, (int, np.integer, str)):
             raise RliError(f"a layer is an int index, an alias like 'actor.5' or a module name, not {spec!r}; "
                            + self._valid_layers())
-        if isinstance(spec, str) and re.fullmatch(r"-?\d+", spec.strip()):
-            spec = int(spec)
         if isinstance(spec, (int, np.integer)):
             return self._from_trunk(self.actor_layers, int(spec), spec)
         by_name = {layer.name: layer for layer in self.layers}
         if spec in by_name:
             return by_name[spec]
+        if spec and spec in dict(self.module.named_modules()):
+            return self._container_layer(spec)
+        if re.fullmatch(r"-?\d+", spec.strip()):
+            return self._from_trunk(self.actor_layers, int(spec), spec)
         match = _ALIAS.match(spec)
         if match:
             trunk = self.actor_layers if match.group(1) == "actor" else self.critic_layers
             return self._from_trunk(trunk, int(match.group(2)), spec)
-        if spec in dict(self.module.named_modules()) and spec:
-            return self._container_layer(spec)
         raise RliError(f"unknown layer {spec!r}; " + self._valid_layers())
 
     def _from_trunk(self, trunk: Sequence[Layer], position: int, spec: Any) -> Layer:
@@ -325,6 +329,8 @@ class Policy:
         if np.issubdtype(obs.dtype, np.floating) and obs.dtype != self._net.obs_dtype and \
                 np.issubdtype(self._net.obs_dtype, np.floating):
             obs = obs.astype(self._net.obs_dtype)
+        if not obs.flags.writeable:  # read-only memmaps: torch wants memory it may write to
+            obs = np.array(obs)
         return torch.as_tensor(obs, device=self.device)
 
     @contextlib.contextmanager

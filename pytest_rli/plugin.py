@@ -1,69 +1,167 @@
-"""The pytest plugin: options, ini keys and the ``rli_policy`` fixture.
+"""pytest-rli: interpretability claims as pytest tests (registered through the ``pytest11`` entry point).
 
-Importing this module imports neither torch nor :mod:`rli`; they load the first
-time a test asks for an rli fixture, so test runs that never touch rli pay nothing.
+This module only wires pytest to :mod:`pytest_rli.fixtures` and the metric recording;
+importing it imports neither torch nor :mod:`rli`, so test runs that never use an rli
+fixture pay nothing for the plugin. Per-test metrics travel on the test reports
+(``user_properties``), which keeps the summary, baselines and reports right under
+pytest-xdist.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_rli import baseline as baseline_file
+from pytest_rli.fixtures import CACHE_KEY, SessionCache, rli, rli_env, rli_obs, rli_policy  # noqa: F401
+from pytest_rli.recording import TestContext, recording
+
 OPTION_POLICY = "--rli-policy"
-INI_POLICY = "rli_policy"
-INI_TRUST = "rli_trust"
+OPTION_OBS = "--rli-obs"
+OPTION_ENV = "--rli-env"
+OPTION_BASELINE = "--rli-baseline"
+OPTION_UPDATE = "--rli-update-baseline"
+OPTION_REPORT = "--rli-report"
+METRICS_PROPERTY = "rli-metrics"
+
+_INI = {
+    "rli_policy": ("policy checkpoint for the rli_policy fixture (relative to the rootdir)", None, ""),
+    "rli_obs": ("observations for rli_obs: an ObsSet .npz or module:function", None, ""),
+    "rli_env": ("gymnasium id for rli_env", None, ""),
+    "rli_target": ("default probe target (a label name of rli_obs)", None, ""),
+    "rli_trust": ("allow full unpickling of the configured checkpoint (runs code stored in it)", "bool", False),
+    "rli_episodes": ("default number of paired episodes for ablation assertions", None, "20"),
+    "rli_seed": ("default seed for rollouts and observation collection", None, "0"),
+    "rli_obs_size": ("observations collected from rollouts when rli_obs is unset", None, "5000"),
+    "rli_baseline": ("baseline file (relative to the rootdir) used without --rli-baseline", None, ""),
+    "rli_baseline_tolerance": ("default absolute tolerance before a metric counts as regressed", None, "0.02"),
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("rli", "rli: interpretability assertions for RL policies")
-    group.addoption(OPTION_POLICY, dest="rli_policy", default=None, metavar="PATH",
+    group.addoption(OPTION_POLICY, dest="rli_policy", metavar="PATH",
                     help="policy checkpoint for the rli_policy fixture (overrides the rli_policy ini key)")
-    parser.addini(INI_POLICY, "policy checkpoint for the rli_policy fixture, relative to the rootdir", default="")
-    parser.addini(INI_TRUST, "allow full unpickling of the configured checkpoint (runs code in it)",
-                  type="bool", default=False)
+    group.addoption(OPTION_OBS, dest="rli_obs", metavar="SPEC",
+                    help="observations for rli_obs: an ObsSet .npz or module:function (overrides rli_obs)")
+    group.addoption(OPTION_ENV, dest="rli_env", metavar="ID", help="gymnasium id for rli_env (overrides rli_env)")
+    group.addoption(OPTION_BASELINE, dest="rli_baseline", metavar="PATH",
+                    help="compare every rli metric with the stored baseline and fail regressions beyond the tolerance")
+    group.addoption(OPTION_UPDATE, dest="rli_update_baseline", action="store_true",
+                    help="rewrite the baseline entries of the tests that ran instead of comparing")
+    group.addoption(OPTION_REPORT, dest="rli_report", metavar="DIR",
+                    help="write the session's rli metrics to DIR/report.json and DIR/report.html")
+    for name, (help_text, kind, default) in _INI.items():
+        parser.addini(name, help_text, type=kind, default=default)
+
+
+@dataclass
+class _State:
+    """Plugin state for one session: the baseline and every metric reported so far."""
+
+    baseline_path: Path | None
+    baseline: dict[str, dict[str, Any]] | None
+    tolerance: float
+    updating: bool
+    collected: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+STATE_KEY = pytest.StashKey[_State]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "rli(policy=None): the checkpoint the rli fixtures use for this test (path, relative to rootdir)")
-    config.stash[_CACHE_KEY] = {}
-
-
-_CACHE_KEY = pytest.StashKey[dict]()
-
-
-def _configured_policy(request: pytest.FixtureRequest) -> str:
-    marker = request.node.get_closest_marker("rli")
-    if marker is not None and marker.kwargs.get("policy") is not None:
-        return marker.kwargs["policy"]
-    return request.config.getoption("rli_policy") or request.config.getini(INI_POLICY)
-
-
-@pytest.fixture
-def rli_policy(request: pytest.FixtureRequest) -> Any:
-    """The policy under test, an ``rli.Policy``.
-
-    Configured (most specific first) by ``@pytest.mark.rli(policy=...)``, the
-    ``--rli-policy`` option or the ``rli_policy`` ini key; paths are relative to the
-    rootdir. Loaded once per session per checkpoint. Override it in a conftest to
-    build the policy yourself.
-    """
-    spec = _configured_policy(request)
-    if not spec:
-        pytest.fail("rli_policy is not configured: set the rli_policy ini key, pass --rli-policy, "
-                    "use @pytest.mark.rli(policy=...) or override the rli_policy fixture", pytrace=False)
-    import rli
-
-    path = request.config.rootpath / spec
-    cache = request.config.stash[_CACHE_KEY]
-    if path not in cache:
+        "markers", "rli(policy=None, obs=None, env=None, target=None): what the rli fixtures use for this test")
+    config.stash[CACHE_KEY] = SessionCache()
+    path_spec = config.getoption("rli_baseline") or config.getini("rli_baseline") or None
+    path = None if path_spec is None else (Path(path_spec) if Path(path_spec).is_absolute()
+                                           else config.rootpath / path_spec)
+    updating = bool(config.getoption("rli_update_baseline"))
+    if updating and path is None:
+        raise pytest.UsageError(f"{OPTION_UPDATE} needs a baseline file: pass {OPTION_BASELINE}=PATH or set the "
+                                "rli_baseline ini key")
+    stored = None
+    if path is not None:
         try:
-            cache[path] = rli.load_policy(path, trust=request.config.getini(INI_TRUST))
-        except rli.RliError as err:
-            problem = str(err)
-        else:
-            problem = None
-        if problem is not None:
-            pytest.fail(f"rli_policy: {problem}", pytrace=False)
-    return cache[path]
+            stored = baseline_file.read(path)
+        except baseline_file.BaselineError as err:
+            raise pytest.UsageError(str(err)) from None
+    try:
+        tolerance = float(config.getini("rli_baseline_tolerance"))
+    except ValueError:
+        raise pytest.UsageError("rli_baseline_tolerance must be a number") from None
+    config.stash[STATE_KEY] = _State(baseline_path=path, baseline=stored, tolerance=tolerance, updating=updating)
+    config.pluginmanager.register(_Session(config), "rli-session")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    state = item.config.stash[STATE_KEY]
+    stored = None if state.baseline is None else state.baseline.get(item.nodeid, {})
+    context = TestContext(nodeid=item.nodeid, baseline=stored, tolerance=state.tolerance, updating=state.updating)
+    try:
+        with recording(context):
+            return (yield)
+    finally:
+        if context.records:
+            metrics = [metric.to_dict() for metric in context.records]
+            item.user_properties.append((METRICS_PROPERTY, json.dumps(metrics)))
+            for metric in context.records:
+                item.user_properties.append((f"rli:{metric.key}:{metric.metric}", metric.value))
+
+
+class _Session:
+    """Session-level hooks, registered per config: collect metrics from reports, write baselines and reports."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.state = config.stash[STATE_KEY]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == METRICS_PROPERTY:
+                self.state.collected[report.nodeid] = {"outcome": report.outcome, "metrics": json.loads(value)}
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        state = self.state
+        if hasattr(self.config, "workerinput"):  # xdist workers report; only the controller writes files
+            return
+        if state.updating and state.baseline_path is not None and state.collected:
+            merged = dict(state.baseline or {})
+            for nodeid, entry in state.collected.items():
+                merged[nodeid] = {m["key"]: baseline_file.stored_form(m) for m in entry["metrics"]}
+            baseline_file.write(state.baseline_path, merged)
+        report_dir = self.config.getoption("rli_report")
+        if report_dir and state.collected:
+            from pytest_rli.report import write_session_report
+
+            write_session_report(Path(report_dir), state.collected)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        state = self.state
+        if not state.collected:
+            return
+        from pytest_rli.report import summary_lines
+
+        terminalreporter.section("rli metrics")
+        for line in summary_lines(state.collected):
+            terminalreporter.write_line(line)
+        if state.updating and state.baseline_path is not None:
+            terminalreporter.write_line(f"rli: wrote baselines for {len(state.collected)} test(s) to "
+                                        f"{state.baseline_path}")
+        elif state.baseline is not None:
+            unchecked = sorted(set(state.baseline) - set(state.collected))
+            if unchecked:
+                terminalreporter.write_line(f"rli: {len(unchecked)} stored baseline(s) not checked in this run "
+                                            f"(not run, renamed or deleted): {', '.join(unchecked[:5])}"
+                                            + (" …" if len(unchecked) > 5 else ""))
+        report_dir = self.config.getoption("rli_report")
+        if report_dir:
+            terminalreporter.write_line(f"rli: report written to {Path(report_dir) / 'report.html'}")

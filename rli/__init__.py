@@ -8,27 +8,65 @@ Example:
     (8, 16)
 """
 
+from rli import envs, stats, wrappers  # envs registers rli/FormationFlight-v0 with gymnasium
 from rli.capture import ActivationChunk, Activations, capture, iter_activations
+from rli.comparison import Comparison, compare
 from rli.errors import RliError
+from rli.interventions import Intervention, ablate, erase, keep_subspace, mean_ablate, patch, reflect
 from rli.loading import build_arch, load_policy
 from rli.normalization import ObsNormalizer
 from rli.observations import ObsSet
+from rli.polarity import PolarityResult, negate_sensors, polarity_test
 from rli.policy import Layer, LayerTable, Policy
+from rli.probes import LayerProfile, ProbeResult, probe, probe_layers, routing_label
+from rli.rollout import EvalResult, evaluate
+from rli.similarity import cka
+from rli.subspace import fit_pca, project_subspace
+from rli.sweeps import AblationCurve, SubspaceSearch, ablation_curve, minimal_subspace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AblationCurve",
     "ActivationChunk",
     "Activations",
+    "Comparison",
+    "EvalResult",
+    "Intervention",
     "Layer",
+    "LayerProfile",
     "LayerTable",
     "ObsNormalizer",
     "ObsSet",
+    "PolarityResult",
     "Policy",
+    "ProbeResult",
     "RliError",
+    "SubspaceSearch",
+    "ablate",
+    "ablation_curve",
     "build_arch",
     "capture",
+    "cka",
+    "compare",
+    "envs",
+    "erase",
+    "evaluate",
+    "fit_pca",
     "iter_activations",
+    "keep_subspace",
     "load_policy",
+    "mean_ablate",
+    "minimal_subspace",
+    "negate_sensors",
+    "patch",
+    "polarity_test",
+    "probe",
+    "probe_layers",
+    "project_subspace",
+    "reflect",
+    "routing_label",
+    "stats",
+    "wrappers",
     "__version__",
 ]

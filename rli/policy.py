@@ -354,12 +354,9 @@ class Policy:
         observation from a fresh hidden state; use :meth:`step` to carry state.
         """
         arr = self.prepare_obs(obs)
-        out = []
         with self.inference():
-            for start in range(0, arr.shape[0], chunk_size):
-                raw = first_tensor(self._net.run_actor(self._tensor(arr[start:start + chunk_size])))
-                out.append(self._net.to_actions(raw.cpu().numpy()))
-        return np.concatenate(out)
+            return np.concatenate([self.act_prepared(arr[start:start + chunk_size])
+                                   for start in range(0, arr.shape[0], chunk_size)])
 
     def initial_state(self, n: int) -> Any:
         """Hidden state for ``n`` parallel episodes (``None`` for feed-forward policies)."""
@@ -368,21 +365,21 @@ class Policy:
     def step(self, obs: Any, state: Any = None, episode_start: Any = None) -> tuple[np.ndarray, Any]:
         """One step of ``n`` parallel episodes: ``(actions, next_state)``; the state is reset where ``episode_start``."""
         arr = self.prepare_obs(obs)
-        if self._net.recurrent is None:
-            return self.act(arr), None
-        n = arr.shape[0]
         with self.inference():
-            state = self.initial_state(n) if state is None else state
-            starts = torch.as_tensor(np.ones(n) if episode_start is None else np.asarray(episode_start),
-                                     dtype=torch.float32, device=self.device)
-            raw, state = self._net.recurrent.step(self._tensor(arr), state, starts)
-            return self._net.to_actions(first_tensor(raw).cpu().numpy()), state
+            return self.step_prepared(arr, state, episode_start)
 
-    # ----------------------------------------------------------------- internals
-    def run_for_layers(self, obs: torch.Tensor, layers: Sequence[Layer]) -> None:
-        """Run the parts of the network (actor, then critic if needed) that compute ``layers``."""
-        self._net.run_actor(obs)
-        if any(layer.index is None and layer.critic_index is not None for layer in layers) or any(
-                layer.index is None and layer.critic_index is None for layer in layers):
-            if self._net.run_critic is not None:
-                self._net.run_critic(obs)
+    def act_prepared(self, obs: np.ndarray) -> np.ndarray:
+        """:meth:`act` for an already validated batch, inside :meth:`inference` (the rollout fast path)."""
+        raw = first_tensor(self._net.run_actor(self._tensor(obs)))
+        return self._net.to_actions(raw.cpu().numpy())
+
+    def step_prepared(self, obs: np.ndarray, state: Any, episode_start: Any) -> tuple[np.ndarray, Any]:
+        """:meth:`step` for an already validated batch, inside :meth:`inference`."""
+        if self._net.recurrent is None:
+            return self.act_prepared(obs), None
+        n = obs.shape[0]
+        state = self.initial_state(n) if state is None else state
+        starts = torch.as_tensor(np.ones(n) if episode_start is None else np.asarray(episode_start),
+                                 dtype=torch.float32, device=self.device)
+        raw, state = self._net.recurrent.step(self._tensor(obs), state, starts)
+        return self._net.to_actions(first_tensor(raw).cpu().numpy()), state

@@ -1,0 +1,343 @@
+"""Interpretability assertions: each measures one claim with rli, records it, and fails with the evidence.
+
+Use them through the ``rli`` fixture (``rli.assert_probe_r2(layer=5, min=0.95)``) or
+as plain functions with explicit ``policy=``, ``obs=`` and ``env=``. Every assertion
+records its metric (for the session summary, JUnit properties, reports and
+baselines) and, under ``--rli-baseline``, fails when the metric regressed beyond the
+tolerance even if the absolute threshold still holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import rli
+from pytest_rli.recording import Metric, compare_to_baseline, current
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_SIZE = 64
+
+
+def _digest(value: Any) -> str:
+    if isinstance(value, rli.ObsSet):
+        return value.fingerprint
+    if isinstance(value, (str, int, float, type(None))):
+        return repr(value)
+    arr = np.ascontiguousarray(np.asarray(value))
+    return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
+
+
+def _cached(what: str, policy: rli.Policy, obs: Any, target: Any, compute: Any, **options: Any) -> Any:
+    """Per-process memo keyed by (policy fingerprint, observations, target, options): a claim asked twice
+    in one session (by several tests, or a failure message) is measured once."""
+    key = (what, policy.fingerprint, _digest(obs), _digest(target), tuple(sorted((k, _digest(v)) for k, v in
+                                                                            options.items())))
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = compute()
+    _CACHE[key] = value
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def _target_name(target: Any) -> str | None:
+    return target if isinstance(target, str) else (None if target is None else "array")
+
+
+def _where(policy: rli.Policy, layer: Any) -> str:
+    found = policy.layer(layer)
+    alias = f" = actor.{found.index}" if found.index is not None else ""
+    return f"layer {layer!r} ({found.name}{alias}, {found.type}, width {found.width})"
+
+
+def _finish(assertion: str, key: str, *, metric: str, value: float, threshold: float, op: str,
+            higher_is_better: bool, passed: bool, summary: str, evidence: Sequence[str], ci: Any = None,
+            layer: str | None = None, target: str | None = None, tolerance: float | None = None,
+            details: dict[str, Any] | None = None) -> Metric:
+    __tracebackhide__ = True
+    context = current()
+    key = context.key(key) if context is not None else key
+    base, regressed, tol = compare_to_baseline(context, key, value, higher_is_better, tolerance)
+    record = Metric(assertion=assertion, key=key, metric=metric, value=float(value), threshold=float(threshold),
+                    op=op, higher_is_better=higher_is_better, passed=passed and not regressed,
+                    ci=None if ci is None else (float(ci[0]), float(ci[1])), layer=layer, target=target,
+                    baseline=base, regressed=regressed, details=details or {})
+    if context is not None:
+        context.records.append(record)
+    lines = list(evidence)
+    if base is not None:
+        direction = "higher" if higher_is_better else "lower"
+        lines.append(f"baseline: {metric} was {base:.4g}; now {value:.4g} (tolerance {tol:.4g}, {direction} is better)"
+                     + (" — REGRESSED" if regressed else ""))
+    if not passed:
+        raise AssertionError("\n".join([summary] + lines))
+    if regressed:
+        raise AssertionError("\n".join([f"{assertion}: {metric} regressed from the baseline {base:.4g} to {value:.4g} "
+                                        f"(beyond tolerance {tol:.4g}); the absolute threshold still holds"] + lines))
+    return record
+
+
+# ----------------------------------------------------------------------------------------- probes
+def _probe(policy: rli.Policy, obs: Any, target: Any, layer: Any, kind: str, controls: bool,
+           **options: Any) -> rli.ProbeResult:
+    return _cached("probe", policy, obs, target, lambda: rli.probe(policy, obs, target, layer, kind=kind,
+                                                                   controls=controls, **options),
+                   layer=policy.layer(layer).name, kind=kind, controls=controls, **options)
+
+
+def _profile_lines(policy: rli.Policy, obs: Any, target: Any, layer: Any, kind: str, **options: Any) -> list[str]:
+    """The layer profile around ``layer`` (two layers either side, no controls): where is the signal if not here?"""
+    index = policy.layer(layer).index
+    if index is None or kind not in ("ridge", "lasso", "logistic"):
+        return []
+    trunk = len(policy.actor_layers)
+    around = list(range(max(0, index - 2), min(trunk, index + 3)))
+    profile = _cached("profile", policy, obs, target, lambda: rli.probe_layers(
+        policy, obs, target, layers=around, kind=kind, controls=False, **options), layers=tuple(around), kind=kind,
+                      **options)
+    lines = ["layer profile around it (held-out score, 95% CI, no controls):"]
+    for result in profile.results:
+        mark = "  <- asked" if result.layer_index == index else ""
+        lines.append(f"  layer {result.layer_index} ({result.layer_type:>6}): {result.r2:.3f} "
+                     f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]{mark}")
+    return lines
+
+
+def _probe_evidence(result: rli.ProbeResult) -> list[str]:
+    lines = [f"measured: {result.metric} {result.r2:.4f}, 95% CI [{result.ci[0]:.4f}, {result.ci[1]:.4f}] "
+             f"({result.kind}, {result.folds}-fold CV, n = {result.n}, seed {result.seed})"]
+    for name, value in result.controls.items():
+        lines.append(f"control {name}: {value:.4f}")
+    if result.selectivity is not None:
+        lines.append(f"selectivity: {result.selectivity:+.4f} (vs {result.best_control})")
+    lines.extend(f"note: {note}" for note in result.notes)
+    return lines
+
+
+def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, target: Any,  # noqa: A002
+                    kind: str = "ridge", controls: bool = True, min_selectivity: float | None = None,
+                    tolerance: float | None = None, **probe_options: Any) -> rli.ProbeResult:
+    """Layer ``layer`` decodes ``target``: the lower end of the held-out score's 95% CI is at least ``min``.
+
+    With ``min_selectivity``, the score must also beat the best control (untrained
+    network, shuffled labels, raw observation) by that much. Returns the
+    :class:`rli.ProbeResult`.
+
+    Example:
+        >>> import numpy as np, torch, torch.nn as nn, rli
+        >>> from pytest_rli.assertions import assert_probe_r2
+        >>> _ = torch.manual_seed(0)
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 32), nn.Tanh()))
+        >>> x = np.random.default_rng(0).normal(size=(500, 4))
+        >>> assert_probe_r2(policy=policy, obs=x, layer=1, target=x[:, 0], min=0.9).r2 > 0.9
+        True
+    """
+    __tracebackhide__ = True
+    result = _probe(policy, obs, target, layer, kind, controls, **probe_options)
+    low = result.ci[0]
+    passed = low >= min
+    problems = [] if passed else [f"the CI lower bound {low:.4f} is below min={min}"]
+    if min_selectivity is not None:
+        if result.selectivity is None:
+            raise rli.RliError("min_selectivity needs the controls: drop controls=False")
+        if result.selectivity < min_selectivity:
+            passed = False
+            problems.append(f"selectivity {result.selectivity:+.4f} is below min_selectivity={min_selectivity}")
+    summary = (f"probe {result.metric} of {result.target!r} at {_where(policy, layer)}: "
+               f"{'; '.join(problems)}")
+    evidence = _probe_evidence(result)
+    if not passed:
+        evidence += _profile_lines(policy, obs, target, layer, kind, **probe_options)
+    _finish("assert_probe_r2", f"assert_probe_r2[{result.layer}:{result.target}]", metric=result.metric,
+            value=result.r2, threshold=min, op="ci_low >=", higher_is_better=True, passed=passed, summary=summary,
+            evidence=evidence, ci=result.ci, layer=result.layer, target=result.target, tolerance=tolerance,
+            details={"controls": result.controls, "selectivity": result.selectivity, "n": result.n})
+    return result
+
+
+def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: Any, min_selectivity: float = 0.1,
+                           kind: str = "ridge", tolerance: float | None = None,
+                           **probe_options: Any) -> rli.ProbeResult:
+    """The layer decodes ``target`` better than every control: (CI lower bound − best control) ≥ ``min_selectivity``.
+
+    The controls are the same probe on the untrained (re-initialised) network, on
+    shuffled labels and on the raw observation; the comparison uses the lower end
+    of the score's CI, so noise cannot pass for selectivity.
+    """
+    __tracebackhide__ = True
+    result = _probe(policy, obs, target, layer, kind, True, **probe_options)
+    best = result.best_control
+    margin = result.ci[0] - result.controls[best]
+    passed = margin >= min_selectivity
+    summary = (f"probe of {result.target!r} at {_where(policy, layer)} is not selective: CI lower bound "
+               f"{result.ci[0]:.4f} − {best} control {result.controls[best]:.4f} = {margin:+.4f} "
+               f"< min_selectivity={min_selectivity}")
+    evidence = _probe_evidence(result)
+    if not passed:
+        evidence += _profile_lines(policy, obs, target, layer, kind, **probe_options)
+    _finish("assert_probe_selective", f"assert_probe_selective[{result.layer}:{result.target}]",
+            metric="selectivity", value=float(result.selectivity), threshold=min_selectivity,
+            op="ci_low - best_control >=", higher_is_better=True, passed=passed, summary=summary, evidence=evidence,
+            layer=result.layer, target=result.target, tolerance=tolerance,
+            details={"controls": result.controls, "r2": result.r2, "ci": list(result.ci)})
+    return result
+
+
+# ------------------------------------------------------------------------------------ interventions
+def _comparison_evidence(result: rli.Comparison) -> list[str]:
+    rel_ci = result.relative_ci if result.relative_ci is not None else (float("nan"), float("nan"))
+    return [f"intervention: {result.intervention}",
+            f"return without: {result.baseline.mean:.4g} (IQM {result.stats.baseline_iqm:.4g}); with: "
+            f"{result.treated.mean:.4g} (IQM {result.stats.treated_iqm:.4g})",
+            f"relative drop: {result.relative_drop:+.2%}, 95% CI [{rel_ci[0]:+.2%}, {rel_ci[1]:+.2%}], paired t-test "
+            f"p = {result.p_value:.3g}",
+            f"paired episodes: {len(result.baseline.returns)} on {result.baseline.env}, seeds "
+            f"{result.baseline.seeds[0]}..{result.baseline.seeds[-1]}"]
+
+
+def _power_hint(result: rli.Comparison, effect: float) -> list[str]:
+    """Health check: can this many episodes resolve an effect of this size at all?"""
+    if result.relative_ci is None or effect <= 0:
+        return []
+    half = (result.relative_ci[1] - result.relative_ci[0]) / 2
+    if half <= effect / 2:
+        return []
+    episodes = len(result.baseline.returns)
+    needed = int(np.ceil(episodes * (half / (effect / 2)) ** 2))
+    return [f"health check: with {episodes} episodes the CI half-width is {half:.2%}, too wide to resolve "
+            f"{effect:.2%}; about {needed} episodes would be needed"]
+
+
+def _relative_drop(result: rli.Comparison) -> float:
+    if result.relative_drop is None:
+        raise rli.RliError("the baseline mean return is 0, so a relative drop is undefined; "
+                           "use an environment or seeds with non-zero return")
+    return result.relative_drop
+
+
+def assert_ablation_degrades(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any = "pc1",
+                             min_drop: float, episodes: int = 20, alpha: float = 0.0, seed: int = 0,
+                             tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
+    """Removing ``direction`` at ``layer`` lowers return: the paired CI of the drop excludes 0 and the
+    mean relative drop is at least ``min_drop`` (0.05 = 5%).
+
+    ``direction`` is ``"pcK"`` (principal directions of the layer on ``obs``), an array
+    or a fitted probe; ``alpha`` scales instead of zeroing.
+    """
+    __tracebackhide__ = True
+    intervention = rli.ablate(policy, layer, direction, alpha=alpha, obs=obs)
+    result = rli.compare(policy, env, intervention, episodes, seed, **evaluate_options)
+    drop = _relative_drop(result)
+    excludes_zero = result.ci[0] > 0
+    passed = excludes_zero and drop >= min_drop
+    problems = []
+    if not excludes_zero:
+        problems.append(f"the 95% CI of the drop [{result.ci[0]:.4g}, {result.ci[1]:.4g}] does not exclude 0")
+    if drop < min_drop:
+        problems.append(f"the relative drop {drop:+.2%} is below min_drop={min_drop:.2%}")
+    evidence = _comparison_evidence(result) + ([] if passed else _power_hint(result, min_drop))
+    _finish("assert_ablation_degrades", f"assert_ablation_degrades[{result.treated.intervention}]",
+            metric="relative_drop", value=drop, threshold=min_drop, op="ci excludes 0 and >=", higher_is_better=True,
+            passed=passed, summary=f"ablation at {_where(policy, layer)} does not degrade return: {'; '.join(problems)}",
+            evidence=evidence, ci=result.relative_ci, layer=policy.layer(layer).name, tolerance=tolerance,
+            details={"p_value": result.p_value, "episodes": episodes, "seed": seed})
+    return result
+
+
+def _preserves(assertion: str, policy: rli.Policy, env: Any, intervention: Any, layer: Any, max_drop: float,
+               episodes: int, seed: int, tolerance: float | None, evaluate_options: dict) -> rli.Comparison:
+    __tracebackhide__ = True
+    result = rli.compare(policy, env, intervention, episodes, seed, **evaluate_options)
+    drop = _relative_drop(result)
+    upper = result.relative_ci[1]
+    passed = upper <= max_drop
+    summary = (f"{intervention.describe()} does not preserve return: the 95% CI of the relative drop reaches "
+               f"{upper:+.2%}, above max_drop={max_drop:.2%}")
+    evidence = _comparison_evidence(result) + ([] if passed else _power_hint(result, max_drop))
+    _finish(assertion, f"{assertion}[{result.treated.intervention}]", metric="relative_drop", value=drop,
+            threshold=max_drop, op="ci_high <=", higher_is_better=False, passed=passed, summary=summary,
+            evidence=evidence, ci=result.relative_ci, layer=policy.layer(layer).name, tolerance=tolerance,
+            details={"p_value": result.p_value, "episodes": episodes, "seed": seed})
+    return result
+
+
+def assert_ablation_preserves(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any,
+                              max_drop: float, episodes: int = 20, alpha: float = 0.0, seed: int = 0,
+                              tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
+    """Removing ``direction`` at ``layer`` costs at most ``max_drop`` of return: the upper end of the
+    paired 95% CI of the relative drop is at most ``max_drop``."""
+    __tracebackhide__ = True
+    intervention = rli.ablate(policy, layer, direction, alpha=alpha, obs=obs)
+    return _preserves("assert_ablation_preserves", policy, env, intervention, layer, max_drop, episodes, seed,
+                      tolerance, evaluate_options)
+
+
+def assert_subspace_sufficient(*, policy: rli.Policy, env: Any, obs: Any, layer: Any, k: int, max_drop: float,
+                               episodes: int = 20, seed: int = 0, tolerance: float | None = None,
+                               **evaluate_options: Any) -> rli.Comparison:
+    """Keeping only the top ``k`` principal directions of ``layer`` (on ``obs``; the rest set to its mean)
+    costs at most ``max_drop`` of return (upper end of the paired 95% CI)."""
+    __tracebackhide__ = True
+    if k < 1:
+        raise rli.RliError(f"k must be at least 1, got {k}")
+    keep = rli.keep_subspace(policy, layer, "pc1" if k == 1 else f"pc1-{k}", reference_obs=obs)
+    return _preserves("assert_subspace_sufficient", policy, env, keep, layer, max_drop, episodes, seed, tolerance,
+                      evaluate_options)
+
+
+# ----------------------------------------------------------------------------------------- polarity
+def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, sensors: Any, target: Any,
+                              min_drop: float, require_flip: bool = False, tolerance: float | None = None,
+                              **probe_options: Any) -> Any:
+    """Negating ``sensors`` collapses the probe: R²(normal) − R²(inverted) is at least ``min_drop``
+    (and, with ``require_flip``, a probe refitted on inverted inputs reads the target the other way)."""
+    __tracebackhide__ = True
+    result = _cached("polarity", policy, obs, target, lambda: rli.polarity_test(
+        policy, obs, target, sensors, layer, **probe_options), layer=policy.layer(layer).name,
+                     sensors=tuple(np.atleast_1d(sensors).tolist()), **probe_options)
+    passed = result.drop >= min_drop and (result.flipped or not require_flip)
+    problems = []
+    if result.drop < min_drop:
+        problems.append(f"the R² drop {result.drop:+.4f} is below min_drop={min_drop}")
+    if require_flip and not result.flipped:
+        problems.append(f"the refitted probe does not flip (readout correlation {result.readout_correlation:+.3f})")
+    evidence = [f"R² normal {result.r2_normal:.4f}, inverted {result.r2_inverted:.4f}, drop {result.drop:+.4f} "
+                f"(95% CI [{result.drop_ci[0]:+.4f}, {result.drop_ci[1]:+.4f}])",
+                f"refitted on inverted inputs: R² {result.r2_refit:.4f}, readout correlation "
+                f"{result.readout_correlation:+.3f}, flipped: {result.flipped}",
+                f"sensors negated: {list(result.sensors)}; n = {result.n}, {result.folds}-fold CV"]
+    _finish("assert_polarity_inversion", f"assert_polarity_inversion[{result.layer}:{result.target}]",
+            metric="r2_drop", value=result.drop, threshold=min_drop, op=">=", higher_is_better=True, passed=passed,
+            summary=f"polarity inversion at {_where(policy, layer)}: {'; '.join(problems)}", evidence=evidence,
+            ci=result.drop_ci, layer=result.layer, target=result.target, tolerance=tolerance,
+            details={"r2_normal": result.r2_normal, "r2_inverted": result.r2_inverted, "flipped": result.flipped})
+    return result
+
+
+# --------------------------------------------------------------------------------------- similarity
+def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, reference: Any, min_cka: float,
+                                  reference_layer: Any = None, tolerance: float | None = None) -> float:
+    """``layer`` represents ``obs`` like the same layer (or ``reference_layer``) of ``reference``
+    (a checkpoint path or policy): linear CKA ≥ ``min_cka``. Catches drift between training runs."""
+    __tracebackhide__ = True
+    other = reference if isinstance(reference, rli.Policy) else rli.load_policy(reference)
+    other_layer = layer if reference_layer is None else reference_layer
+    ours = rli.capture(policy, obs, layers=[layer])[layer]
+    theirs = rli.capture(other, obs, layers=[other_layer])[other_layer]
+    value = rli.cka(ours, theirs)
+    passed = value >= min_cka
+    evidence = [f"linear CKA {value:.4f} between {policy.layer(layer).name} of {policy.source or 'the policy'} and "
+                f"{other.layer(other_layer).name} of {other.source or 'the reference'} on {ours.shape[0]} observations",
+                f"fingerprints: {policy.fingerprint[:12]} vs {other.fingerprint[:12]}"]
+    _finish("assert_representation_similar", f"assert_representation_similar[{policy.layer(layer).name}]",
+            metric="cka", value=value, threshold=min_cka, op=">=", higher_is_better=True, passed=passed,
+            summary=f"representation at {_where(policy, layer)} drifted: CKA {value:.4f} < min_cka={min_cka}",
+            evidence=evidence, layer=policy.layer(layer).name, tolerance=tolerance)
+    return value

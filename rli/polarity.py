@@ -1,0 +1,207 @@
+"""Sensor polarity inversion: does the probe still decode the target when the sensor is negated?
+
+The interrogation protocol's second step (paper §3.3): a probe fitted on normal
+observations is scored on observations whose sensor columns are negated. If the layer
+encodes the target *because it reads the sensor*, the score collapses (the drop is
+large), and a probe refitted on the inverted observations points the other way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rli import stats
+from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
+from rli.errors import RliError
+from rli.observations import ObsSet
+from rli.policy import LayerSpec, Policy
+from rli.probes import (
+    _check_ridge_width,
+    _fold_ids,
+    _fold_order,
+    _Moments,
+    _obs_length,
+    _options,
+    _ridge_outcomes,
+    _target,
+)
+
+
+def negate_sensors(obs: Any, indices: int | Sequence[int]) -> Any:
+    """A copy of ``obs`` with the observation entries at ``indices`` negated.
+
+    ``indices`` index one flattened observation; each listed entry is negated once.
+    An :class:`~rli.ObsSet` gives an ObsSet with the same labels (the true quantities,
+    which the inversion does not change); an array gives an array.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> rli.negate_sensors(np.array([[1.0, 2.0, 3.0]]), [0, 2]).tolist()
+        [[-1.0, 2.0, -3.0]]
+        >>> obs = rli.ObsSet(np.ones((2, 3)), labels={"upwash": [0.1, 0.2]})
+        >>> rli.negate_sensors(obs, 1).obs[:, 1].tolist(), obs.obs[:, 1].tolist()
+        ([-1.0, -1.0], [1.0, 1.0])
+    """
+    arr = obs.obs if isinstance(obs, ObsSet) else obs
+    if isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu().numpy()
+    arr = np.array(arr, copy=True)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.signedinteger)):
+        raise RliError(f"cannot negate observations of dtype {arr.dtype}; negate_sensors needs signed numbers")
+    flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr.reshape(1, -1)
+    flat[:, _sensor_indices(indices, flat.shape[1])] *= -1
+    if isinstance(obs, ObsSet):
+        return ObsSet(arr, dict(obs.labels), meta=obs.meta)
+    return arr
+
+
+def _sensor_indices(indices: Any, size: int) -> np.ndarray:
+    raw = np.atleast_1d(np.asarray(indices))
+    if raw.size == 0 or raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
+        raise RliError(f"sensors must be an observation index or a list of them, got {indices!r}")
+    bad = raw[(raw < -size) | (raw >= size)]
+    if bad.size:
+        raise RliError(f"sensor index {int(bad[0])} is outside the observation (indices 0..{size - 1})")
+    return np.unique(raw % size)
+
+
+@dataclass(frozen=True)
+class PolarityResult:
+    """Outcome of :func:`polarity_test`.
+
+    ``r2_normal`` is the probe's held-out R² on normal observations; ``r2_inverted``
+    scores the same fold models on the same held-out rows with the sensors negated;
+    ``drop = r2_normal - r2_inverted`` with a 95% CI over the paired fold drops
+    (:func:`rli.stats.cv_interval`). ``r2_refit`` is the held-out R² of a probe refitted
+    on inverted observations and ``cosine`` the cosine between the two probes' weight
+    vectors. ``readout_correlation`` is the correlation of the two probes' outputs over
+    the normal observations: the cosine measured in the activations' covariance,
+    which ignores weight components along directions the layer barely uses (ridge
+    leaves those loosely determined, so the plain cosine can be small either way).
+    ``flipped`` is whether that correlation is negative: the refitted probe reads the
+    target the opposite way, i.e. the representation flips with the sensor.
+    """
+
+    layer: str
+    layer_index: int | None
+    target: str
+    sensors: tuple[int, ...]
+    r2_normal: float
+    r2_inverted: float
+    drop: float
+    drop_ci: tuple[float, float]
+    r2_refit: float
+    cosine: float
+    readout_correlation: float
+    flipped: bool
+    alpha: float
+    n: int
+    folds: int
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form (JSON-able)."""
+        out = asdict(self)
+        out["sensors"], out["drop_ci"] = list(self.sensors), list(self.drop_ci)
+        return out
+
+    def __str__(self) -> str:
+        layer = str(self.layer_index) if self.layer_index is not None else repr(self.layer)
+        return "\n".join([
+            f"polarity test of {self.target!r} at layer {layer}, sensors {list(self.sensors)} negated: "
+            f"n = {self.n}, {self.folds}-fold CV, seed {self.seed}",
+            f"  held-out R², normal observations    {self.r2_normal:.3f}",
+            f"  same probe, sensors negated          {self.r2_inverted:.3f}",
+            f"  drop                                 {self.drop:+.3f}  95% CI [{self.drop_ci[0]:+.3f}, "
+            f"{self.drop_ci[1]:+.3f}]",
+            f"  probe refitted on negated sensors    {self.r2_refit:.3f}, readouts correlate "
+            f"{self.readout_correlation:+.3f} ({'flipped' if self.flipped else 'not flipped'}), "
+            f"weight cosine {self.cosine:+.3f}",
+        ])
+
+
+def polarity_test(
+    policy: Policy,
+    obs: Any,
+    target: Any,
+    sensors: int | Sequence[int],
+    layer: LayerSpec,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    alphas: float | Sequence[float] | None = None,
+    standardize: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+    pool: Pool = "flatten",
+) -> PolarityResult:
+    """Fit a ridge probe on normal observations, score it with ``sensors`` negated → :class:`PolarityResult`.
+
+    The folds, penalty choice and keywords are those of :func:`rli.probe` (ridge, no
+    controls). Normal and inverted activations stream through together, so memory
+    stays bounded. The policy's fingerprint is checked before and after: the test
+    never changes it.
+
+    Example:
+        >>> import numpy as np, torch.nn as nn, rli
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 16), nn.Tanh()))
+        >>> x = np.random.default_rng(0).normal(size=(500, 3))
+        >>> result = rli.polarity_test(policy, x, x[:, 0], sensors=[0], layer=1)
+        >>> result.r2_normal > 0.95, result.r2_inverted < 0, result.flipped
+        (True, True, True)
+    """
+    opts = _options(kind="ridge", controls=False, folds=folds, seed=seed, alphas=alphas, standardize=standardize,
+                    control_seeds=1, chunk_size=chunk_size, pool=pool)
+    y, name = _target(obs, target, "ridge")
+    if y.shape[1] != 1:
+        raise RliError(f"polarity_test takes one target column; target {name!r} has {y.shape[1]}")
+    n = len(y)
+    length = _obs_length(obs)
+    if length is not None and length != n:
+        raise RliError(f"target {name!r} has {n} values but obs has {length} observations; give one target value "
+                       "per observation")
+    resolved = policy.layer(layer)
+    _check_ridge_width(resolved, pool)
+    idx = _sensor_indices(sensors, int(np.prod(policy.obs_shape)))
+    ids = _fold_ids(y, opts.folds, opts.seed, stratify=False)
+    before = policy.fingerprint
+    normal, inverted = _Moments(opts.folds), _Moments(opts.folds)
+    seen = 0
+    for chunk in iter_activations(policy, obs, [resolved.name], chunk_size=chunk_size, pool=pool):
+        if chunk.stop > n:
+            raise RliError(f"obs has more observations than the target's {n} values")
+        order, bounds = _fold_order(ids[chunk.start:chunk.stop], opts.folds)
+        rows = y[chunk.start:chunk.stop]
+        normal.add(chunk.activations[resolved.name], rows, order, bounds)
+        negated = capture(policy, negate_sensors(chunk.obs, idx), [resolved.name], chunk_size=len(chunk.obs),
+                          pool=pool)
+        inverted.add(negated[resolved.name], rows, order, bounds)
+        seen = chunk.stop
+    if seen != n:
+        raise RliError(f"obs has {seen} observations but the target has {n} values")
+    if policy.fingerprint != before:
+        raise RuntimeError("the policy's parameters changed during the polarity test; something else modified it "
+                           "concurrently, so the result is void")
+    cols = [slice(0, 1)]
+    fit = _ridge_outcomes(normal, cols, opts, opts.standardize, transfer=inverted)[0]
+    refit = _ridge_outcomes(inverted, cols, opts, opts.standardize)[0]
+    drops = fit.fold_scores - fit.transfer_scores
+    s = normal.total()
+    mean = s.x / s.n
+    cov = s.xx - s.n * np.outer(mean, mean)
+    correlation = _cosine(fit.coef, refit.coef, cov)
+    return PolarityResult(
+        layer=resolved.name, layer_index=resolved.index, target=name, sensors=tuple(int(i) for i in idx),
+        r2_normal=float(fit.fold_scores.mean()), r2_inverted=float(fit.transfer_scores.mean()),
+        drop=float(drops.mean()), drop_ci=stats.cv_interval(drops), r2_refit=float(refit.fold_scores.mean()),
+        cosine=_cosine(fit.coef, refit.coef, np.eye(len(cov))), readout_correlation=correlation,
+        flipped=correlation < 0, alpha=float(fit.alpha), n=n, folds=opts.folds, seed=opts.seed)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray, metric: np.ndarray) -> float:
+    norms = float(np.sqrt((a @ metric @ a) * (b @ metric @ b)))
+    return float(a @ metric @ b) / norms if norms > 0 else 0.0

@@ -1,0 +1,932 @@
+"""Probes: how well a target can be decoded from a layer's activations, held out and against controls.
+
+Every score is held out (K-fold, seeded) and comes with a 95% confidence interval and
+controls computed with the same probe and the same folds: the untrained
+(re-initialised) network, shuffled labels, and the raw observation.
+
+Ridge probes never hold the activations in memory. They stream through
+:func:`rli.iter_activations` and keep, per fold, the sufficient statistics ``XᵀX``,
+``Xᵀy`` and the sums (float64, in coordinates shifted by the first chunk's means).
+Each training set is the sum of the other folds; one eigendecomposition of its Gram
+matrix gives the ridge solution for every candidate penalty, the penalty is chosen by
+generalised cross-validation (GCV: the rotation-invariant closed form of leave-one-out,
+Golub, Heath & Wahba 1979) on the training folds only, and the held-out error of the
+fold comes from that fold's statistics. The cost is one forward pass plus ``n·d²`` for
+the Gram matrices, whatever the number of penalties, and the answer does not depend on
+the chunk size (up to rounding). Lasso, MLP and logistic probes use scikit-learn on
+activations held in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import types
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from rli import stats
+from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
+from rli.errors import RliError
+from rli.network import Network
+from rli.observations import ObsSet
+from rli.policy import Layer, LayerSpec, Policy
+
+KINDS = ("ridge", "lasso", "mlp", "logistic")
+MAX_RIDGE_WIDTH = 4096
+_RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
+_LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+_MLP_HIDDEN = (64,)
+_EPS = np.finfo(np.float64).eps
+_threadpools: Any = None
+
+
+def _one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
+    """Limit numpy/scipy's BLAS to one thread (``when`` it pays).
+
+    For the per-fold Gram updates (a few thousand rows each) and small solves, BLAS
+    threads cost more than they save, and several times more on a busy machine
+    (pytest-xdist workers, other jobs): measured on 2 cores under load, Gram updates
+    run 4× and a small logistic fit 20× faster on one thread. Torch's threads (the
+    forward pass) are not affected.
+    """
+    global _threadpools
+    if not when:
+        return contextlib.nullcontext()
+    if _threadpools is None:
+        from threadpoolctl import ThreadpoolController
+
+        _threadpools = ThreadpoolController()
+    return _threadpools.limit(limits=1, user_api="blas")
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """A held-out probe score with its confidence interval and controls.
+
+    ``r2`` is the mean held-out score over the K folds: R² (averaged over outputs for
+    a multi-output target) or, for ``kind="logistic"``, accuracy (see ``metric``;
+    ``balanced_accuracy`` and the majority-class ``chance`` level sit beside it). It is
+    never a training score. ``ci`` is a 95% corrected resampled t-interval over the
+    fold scores (:func:`rli.stats.cv_interval`), clipped to the score's range: it
+    covers the expected held-out score of this probe trained on ``n·(K-1)/K`` samples
+    from the same distribution, and is wide when the folds disagree. (In simulation,
+    tests/test_probes.py, it covers that value in about 92-98% of seeds.)
+
+    ``controls`` maps ``"untrained"`` (the same layer of the re-initialised network,
+    mean over seeds), ``"shuffled"`` (permuted targets, mean over seeds) and
+    ``"raw_obs"`` (the observations as the network sees them, after its normaliser)
+    to their scores; ``control_runs`` keeps the per-seed scores. ``selectivity`` is
+    ``r2`` minus the best control (``None`` without controls).
+
+    ``coef`` (d,) or (d, k) and ``intercept`` give the probe fitted on all ``n``
+    observations, in the layer's raw activation space: ``prediction = acts @ coef +
+    intercept``; ``alpha`` is its penalty and ``fold_alphas`` those chosen inside each
+    training fold. ``direction`` is ``coef`` scaled to unit norm (per column). ``notes``
+    lists caveats (a skipped control, fits that did not converge).
+    """
+
+    layer: str
+    layer_index: int | None
+    layer_type: str
+    kind: str
+    metric: str
+    target: str
+    r2: float
+    ci: tuple[float, float]
+    fold_scores: tuple[float, ...]
+    controls: dict[str, float]
+    control_runs: dict[str, tuple[float, ...]]
+    selectivity: float | None
+    coef: np.ndarray | None
+    intercept: np.ndarray | float | None
+    alpha: float | None
+    fold_alphas: tuple[float, ...]
+    n_nonzero: int | None
+    balanced_accuracy: float | None
+    chance: float | None
+    output_r2: tuple[float, ...]
+    n: int
+    width: int
+    folds: int
+    seed: int
+    standardize: bool
+    notes: tuple[str, ...] = ()
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit-norm probe weights in the layer's activation space: (d,), or (d, k) with unit columns."""
+        if self.coef is None:
+            raise RliError(f"a {self.kind} probe has no weight vector to give a direction; "
+                           "use kind='ridge', 'lasso' or 'logistic'")
+        norm = np.linalg.norm(self.coef, axis=0)
+        if np.any(norm == 0):
+            raise RliError("the probe's weights are all zero (it found nothing to decode), so it has no direction")
+        return self.coef / norm
+
+    @property
+    def best_control(self) -> str | None:
+        """Name of the strongest control (the one selectivity is measured against)."""
+        return max(self.controls, key=self.controls.__getitem__) if self.controls else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form (JSON-able)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, dict):
+                value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+            out[f.name] = value
+        out["best_control"] = self.best_control
+        return out
+
+    def __str__(self) -> str:
+        score = "R²" if self.metric == "r2" else "accuracy"
+        head = (f"{self.kind} probe of {self.target!r} at layer {_layer_label(self.layer, self.layer_index)} "
+                f"({self.layer_type}, width {self.width}): n = {self.n}, {self.folds}-fold CV, seed {self.seed}")
+        rows = [("", f"held-out {score}", "95% CI")]
+        rows.append((f"layer {_layer_label(self.layer, self.layer_index)}", f"{self.r2:.3f}",
+                     f"[{self.ci[0]:.3f}, {self.ci[1]:.3f}]"))
+        for name, value in self.controls.items():
+            runs = self.control_runs.get(name, ())
+            label = _CONTROL_LABELS[name] + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
+            spread = f"seeds {min(runs):.3f}..{max(runs):.3f}" if len(runs) > 1 else ""
+            rows.append((f"control: {label}", f"{value:.3f}", spread))
+        if self.selectivity is not None:
+            rows.append(("selectivity", f"{self.selectivity:+.3f}", f"(vs {_CONTROL_LABELS[self.best_control]})"))
+        name_width, score_width = (max(len(row[i]) for row in rows) for i in (0, 1))
+        lines = [head] + [f"  {name.ljust(name_width)}  {value.rjust(score_width)}  {extra}".rstrip()
+                          for name, value, extra in rows]
+        extra = []
+        if self.metric == "accuracy":
+            extra.append(f"balanced accuracy {self.balanced_accuracy:.3f}, chance {self.chance:.3f}")
+        if len(self.output_r2) > 1:
+            extra.append("per-output R² " + ", ".join(f"{v:.3f}" for v in self.output_r2))
+        if self.alpha is not None:
+            extra.append(f"alpha {self.alpha:.4g}")
+        if self.n_nonzero is not None:
+            extra.append(f"{self.n_nonzero} of {self.width} features used")
+        if extra:
+            lines.append("  " + "; ".join(extra))
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+_CONTROL_LABELS = {"untrained": "untrained network", "shuffled": "shuffled labels", "raw_obs": "raw observation"}
+
+
+def _layer_label(name: str, index: int | None) -> str:
+    return str(index) if index is not None else repr(name)
+
+
+def routing_label(delta: float) -> str:
+    """Name a change of probe score between consecutive layers.
+
+    ``ΔR² ≤ -0.3`` harmful, ``|ΔR²| < 0.1`` neutral, ``ΔR² ≥ 0.1`` beneficial,
+    otherwise (``-0.3 < ΔR² ≤ -0.1``) mixed.
+
+    Example:
+        >>> import rli
+        >>> [rli.routing_label(d) for d in (-0.5, -0.2, 0.05, 0.3)]
+        ['harmful', 'mixed', 'neutral', 'beneficial']
+    """
+    if delta <= -0.3:
+        return "harmful"
+    if abs(delta) < 0.1:
+        return "neutral"
+    if delta >= 0.1:
+        return "beneficial"
+    return "mixed"
+
+
+@dataclass(frozen=True, eq=False)
+class LayerProfile:
+    """Probe scores of one target across layers (from one capture), with ΔR² and a routing label per step.
+
+    Indexed like activations: ``profile[5]``, ``profile["actor.5"]`` or by module name.
+    """
+
+    results: tuple[ProbeResult, ...]
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Module names, in forward order."""
+        return tuple(r.layer for r in self.results)
+
+    @property
+    def r2(self) -> tuple[float, ...]:
+        """Held-out score per layer."""
+        return tuple(r.r2 for r in self.results)
+
+    @property
+    def deltas(self) -> tuple[float, ...]:
+        """Score change from each layer to the next (one fewer than layers)."""
+        return tuple(b.r2 - a.r2 for a, b in zip(self.results, self.results[1:]))
+
+    @property
+    def routing(self) -> tuple[str, ...]:
+        """:func:`routing_label` of each step."""
+        return tuple(routing_label(d) for d in self.deltas)
+
+    @property
+    def best(self) -> ProbeResult:
+        """The layer with the highest held-out score."""
+        return max(self.results, key=lambda r: r.r2)
+
+    def __getitem__(self, key: LayerSpec) -> ProbeResult:
+        for r in self.results:
+            index = () if r.layer_index is None else (r.layer_index, f"actor.{r.layer_index}")
+            if not isinstance(key, bool) and key in (r.layer, *index):
+                return r
+        raise RliError(f"layer {key!r} is not in this profile; it has {', '.join(self.layers)}")
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form (JSON-able)."""
+        return {"layers": list(self.layers), "r2": list(self.r2), "deltas": list(self.deltas),
+                "routing": list(self.routing), "results": [r.to_dict() for r in self.results]}
+
+    def __str__(self) -> str:
+        first = self.results[0]
+        score = "R²" if first.metric == "r2" else "acc"
+        head = f"{first.kind} probe profile of {first.target!r}: n = {first.n}, {first.folds}-fold CV, seed {first.seed}"
+        with_controls = any(r.selectivity is not None for r in self.results)
+        rows = [("layer", "name", "type", "width", score, "95% CI", f"Δ{score}", "routing")
+                + (("best control", "selectivity") if with_controls else ())]
+        for i, r in enumerate(self.results):
+            delta = f"{self.deltas[i - 1]:+.3f}" if i else ""
+            route = self.routing[i - 1] if i else ""
+            row = ("" if r.layer_index is None else str(r.layer_index), r.layer, r.layer_type, str(r.width),
+                   f"{r.r2:.3f}",
+                   f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]", delta, route)
+            if with_controls:
+                row += ((f"{r.best_control} {r.controls[r.best_control]:.3f}", f"{r.selectivity:+.3f}")
+                        if r.selectivity is not None else ("", ""))
+            rows.append(row)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        return "\n".join([head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows])
+
+
+# ------------------------------------------------------------------------------------- public API
+def probe(
+    policy: Policy,
+    obs: Any,
+    target: Any,
+    layer: LayerSpec,
+    *,
+    kind: str = "ridge",
+    controls: bool = True,
+    folds: int = 5,
+    seed: int = 0,
+    alphas: float | Sequence[float] | None = None,
+    standardize: bool = False,
+    control_seeds: int = 3,
+    chunk_size: int = DEFAULT_CHUNK,
+    pool: Pool = "flatten",
+) -> ProbeResult:
+    """Decode ``target`` from the activations of ``layer``: held-out score, 95% CI and controls.
+
+    Args:
+        policy: the policy to probe.
+        obs: observations (array, memmap, :class:`~rli.ObsSet`, or for ridge probes an
+            iterable of observation batches).
+        target: a label name of ``obs`` (an ObsSet) or an array with one value (or row,
+            for several outputs) per observation. Class labels for ``kind="logistic"``.
+        layer: index in the actor trunk, alias (``"actor.5"``) or module name.
+        kind: ``"ridge"`` (penalty chosen by GCV inside each training fold),
+            ``"lasso"`` (sparse; penalty by 3-fold CV inside each training fold; reports
+            ``n_nonzero``), ``"mlp"`` (one hidden layer of 64 ReLU units, early stopping;
+            inputs and targets standardised), ``"logistic"`` (categorical targets;
+            accuracy, balanced accuracy and chance; ``C = 1/alpha`` by 3-fold CV).
+        controls: compute the untrained, shuffled-label and raw-observation controls.
+        folds: K of the K-fold split (shuffled with ``seed``; stratified for logistic).
+        seed: seeds the split, the shuffled labels (``default_rng([seed, i])``) and
+            the untrained networks (``torch.manual_seed(seed + i)``).
+        alphas: candidate penalties in scikit-learn's units (``Ridge(alpha)`` /
+            ``Lasso(alpha)`` / ``LogisticRegression(C=1/alpha)`` / ``MLPRegressor(alpha)``
+            on the features as the probe sees them); a single number fixes the penalty.
+            Default for ridge: 21 values from 1e-6 to 1e4 times the mean eigenvalue of the
+            training Gram matrix, so the choice follows the layer's scale.
+        standardize: scale each activation to unit variance first (per training fold).
+            Off by default: ridge on raw activations does not depend on the basis (any
+            rotation of the layer gives the same score); standardising makes it
+            independent of each unit's scale instead. The raw-observation control is
+            always standardised, since observation dimensions come in arbitrary units.
+        control_seeds: how many untrained networks and label shuffles.
+        chunk_size: observations per forward pass.
+        pool: ``"channel"`` averages conv feature maps per channel (see :func:`rli.capture`).
+
+    Example:
+        >>> import numpy as np, torch, torch.nn as nn, rli
+        >>> _ = torch.manual_seed(0)
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2)))
+        >>> x = np.random.default_rng(0).normal(size=(600, 4))
+        >>> result = rli.probe(policy, x, x[:, 0] - x[:, 1], layer=1)
+        >>> result.r2 > 0.95, result.ci[0] > 0.9, result.controls["shuffled"] < 0.05
+        (True, True, True)
+    """
+    return _run(policy, obs, target, [layer], _options(kind, controls, folds, seed, alphas, standardize,
+                                                      control_seeds, chunk_size, pool))[0]
+
+
+def probe_layers(
+    policy: Policy,
+    obs: Any,
+    target: Any,
+    layers: Sequence[LayerSpec] | None = None,
+    *,
+    kind: str = "ridge",
+    controls: bool = True,
+    folds: int = 5,
+    seed: int = 0,
+    alphas: float | Sequence[float] | None = None,
+    standardize: bool = False,
+    control_seeds: int = 3,
+    chunk_size: int = DEFAULT_CHUNK,
+    pool: Pool = "flatten",
+) -> LayerProfile:
+    """Probe every layer of the actor trunk (or ``layers``) from one capture → :class:`LayerProfile`.
+
+    Same keywords and the same folds as :func:`probe`; each untrained control network
+    is also captured once for all layers.
+
+    Example:
+        >>> import numpy as np, torch, torch.nn as nn, rli
+        >>> _ = torch.manual_seed(0)
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2)))
+        >>> x = np.random.default_rng(0).normal(size=(600, 4))
+        >>> profile = rli.probe_layers(policy, x, x[:, 0] - x[:, 1], controls=False)
+        >>> len(profile), profile.routing[0], profile[0].r2 > 0.99
+        (3, 'neutral', True)
+    """
+    specs = list(policy.actor_layers) if layers is None else list(layers)
+    if not specs:
+        raise RliError("layers is empty; pass None for the whole actor trunk or a list of layers")
+    opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool)
+    return LayerProfile(tuple(_run(policy, obs, target, specs, opts)))
+
+
+# ---------------------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class _Options:
+    kind: str
+    controls: bool
+    folds: int
+    seed: int
+    alphas: tuple[float, ...] | None
+    standardize: bool
+    control_seeds: int
+    chunk_size: int
+    pool: Pool
+
+
+def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, standardize: bool,
+             control_seeds: int, chunk_size: int, pool: Pool) -> _Options:
+    if kind not in KINDS:
+        raise RliError(f"unknown probe kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
+        raise RliError(f"folds must be an integer of at least 2 (K of the K-fold split), got {folds!r}")
+    if not isinstance(control_seeds, (int, np.integer)) or control_seeds < 1:
+        raise RliError(f"control_seeds must be a positive integer, got {control_seeds!r}")
+    if alphas is not None:
+        grid = tuple(float(a) for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64)))
+        if not grid or not all(math.isfinite(a) and a > 0 for a in grid):
+            raise RliError(f"alphas must be positive finite penalties, got {alphas!r}")
+        if kind == "mlp" and len(grid) > 1:
+            raise RliError("an mlp probe takes one alpha (its L2 penalty), not a grid")
+        alphas = grid
+    return _Options(kind, bool(controls), int(folds), int(seed), alphas, bool(standardize), int(control_seeds),
+                    int(chunk_size), pool)
+
+
+# ----------------------------------------------------------------------------------------- target
+def _target(obs: Any, target: Any, kind: str) -> tuple[np.ndarray, str]:
+    """The target as (n, k) float64 (regression) or (n,) class labels (logistic), and its name."""
+    if isinstance(target, str):
+        if not isinstance(obs, ObsSet):
+            raise RliError(f"target {target!r} is a label name but obs is a {type(obs).__name__}, not an ObsSet; "
+                           "pass rli.ObsSet(obs, labels={...}) or the target values as an array")
+        values, name = obs.label(target), target
+    else:
+        if isinstance(target, torch.Tensor):
+            target = target.detach().cpu().numpy()
+        values, name = np.asarray(target), "target"
+    if values.ndim == 0 or values.ndim > 2 or values.size == 0:
+        raise RliError(f"target must have one value (or one row of outputs) per observation; got shape {values.shape}")
+    if kind == "logistic":
+        return _classes(values, name), name
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        raise RliError(f"target {name!r} is not numeric (dtype {values.dtype}); for class labels use kind='logistic'")
+    y = values.astype(np.float64).reshape(len(values), -1)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise RliError(f"target {name!r} contains {int(bad.sum())} NaN/inf values (first in row "
+                       f"{int(np.argwhere(bad)[0][0])}); drop those observations or fill the target")
+    constant = np.flatnonzero(y.max(axis=0) == y.min(axis=0))
+    if constant.size:
+        which = "" if y.shape[1] == 1 else f" (output column {int(constant[0])})"
+        raise RliError(f"target {name!r}{which} is constant (every value is {y[0, constant[0]]:g}): nothing to decode; "
+                       "check the label or use observations where it varies")
+    return y, name
+
+
+def _classes(values: np.ndarray, name: str) -> np.ndarray:
+    if values.ndim != 1:
+        raise RliError(f"a logistic probe takes one column of class labels; target {name!r} has shape {values.shape}")
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)):
+            raise RliError(f"target {name!r} contains NaN/inf values; drop those observations")
+        if not np.all(values == np.round(values)):
+            raise RliError(f"target {name!r} has non-integer values; a logistic probe needs class labels "
+                           "(use kind='ridge' for a continuous target)")
+    labels = np.unique(values)
+    if labels.size < 2:
+        raise RliError(f"target {name!r} is constant (only class {labels[0]!r}): nothing to decode")
+    return values
+
+
+def _fold_ids(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarray:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(y)
+    if n < 2 * folds:
+        raise RliError(f"{folds}-fold probing needs at least {2 * folds} observations (2 per fold); got {n}: "
+                       "use more observations or lower folds=")
+    if stratify:
+        labels, counts = np.unique(y, return_counts=True)
+        if counts.min() < folds:
+            raise RliError(f"class {labels[counts.argmin()]!r} of the target has {counts.min()} observations, fewer "
+                           f"than the {folds} folds; use more observations, fewer folds, or merge rare classes")
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), y)
+    else:
+        splitter = KFold(folds, shuffle=True, random_state=seed).split(np.zeros((n, 1)))
+    ids = np.empty(n, dtype=np.int64)
+    for f, (_, test) in enumerate(splitter):
+        ids[test] = f
+    return ids
+
+
+def _shuffled(y: np.ndarray, seed: int, i: int) -> np.ndarray:
+    return y[np.random.default_rng([seed, i]).permutation(len(y))]
+
+
+def _obs_length(obs: Any) -> int | None:
+    if isinstance(obs, (ObsSet, np.ndarray, torch.Tensor)):
+        return len(obs)
+    if isinstance(obs, Sequence) and not isinstance(obs, (str, bytes)):
+        return len(obs)
+    return None
+
+
+# -------------------------------------------------------------------------------- untrained copies
+def _clone_network(net: Network) -> Network:
+    """Deep copy of a network whose run/step closures call the copied modules, not the original ones.
+
+    ``copy.deepcopy`` shares functions, so a ``run_actor`` lambda would keep calling the
+    original module. Functions with closures are re-created with deep-copied cells
+    (registered in the memo first, so every reference to them is rebound the same way).
+    """
+    memo: dict[int, Any] = {}
+
+    def rebind(value: Any) -> None:
+        if isinstance(value, types.FunctionType) and value.__closure__ and id(value) not in memo:
+            cells = tuple(types.CellType() for _ in value.__closure__)
+            clone = types.FunctionType(value.__code__, value.__globals__, value.__name__, value.__defaults__, cells)
+            clone.__kwdefaults__ = copy.deepcopy(value.__kwdefaults__, memo)
+            memo[id(value)] = clone
+            memo.setdefault(id(memo), []).append(value)
+            for new, old in zip(cells, value.__closure__):
+                rebind(old.cell_contents)
+                new.cell_contents = copy.deepcopy(old.cell_contents, memo)
+        elif hasattr(value, "__dataclass_fields__"):
+            for f in fields(value):
+                rebind(getattr(value, f.name))
+
+    copy.deepcopy(net.root, memo)
+    rebind(net)
+    return copy.deepcopy(net, memo)
+
+
+def _untrained_policy(policy: Policy, seed: int) -> Policy:
+    """A copy of ``policy`` with every module's ``reset_parameters()`` run under ``torch.manual_seed(seed)``.
+
+    The original is untouched (its fingerprint does not change) and the global torch RNG
+    state is restored. Parameters of modules without ``reset_parameters`` (SB3's
+    ``log_std``, for instance) keep their values; they do not feed hidden layers.
+    """
+    net = _clone_network(policy._net)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for module in net.root.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    clone = Policy(net, normalizer=policy.normalizer, source=f"untrained copy (seed {seed}) of {policy.source}")
+    called = []
+    handles = [m.register_forward_hook(lambda *_: called.append(True)) for m in policy.module.modules()]
+    try:
+        with clone.inference():
+            net.run_actor(clone._tensor(np.zeros((1, *clone.obs_shape), dtype=net.obs_dtype)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if called:
+        raise RliError("cannot build the untrained-network control for this policy: a copy of it still runs the "
+                       "original modules; pass controls=False")
+    return clone
+
+
+def _raw_features(policy: Policy, obs: np.ndarray) -> np.ndarray:
+    """Observations as the network receives them (after the policy's normaliser), one flat row each."""
+    seen = policy.normalizer(obs) if policy.normalizer is not None else obs
+    return np.asarray(seen).reshape(len(seen), -1)
+
+
+# ----------------------------------------------------------------------- ridge from sufficient statistics
+class _Sums(NamedTuple):
+    """Sums over a set of rows, in coordinates shifted by ``shift_x`` / ``shift_y``."""
+
+    n: float
+    x: np.ndarray
+    xx: np.ndarray
+    y: np.ndarray
+    yy: np.ndarray
+    xy: np.ndarray
+    shift_x: np.ndarray
+    shift_y: np.ndarray
+
+
+class _Moments:
+    """Per-fold sufficient statistics of features x (n × d) and targets y (n × k), accumulated chunk by chunk."""
+
+    def __init__(self, folds: int) -> None:
+        self.folds = folds
+        self.shift_x: np.ndarray | None = None
+
+    def add(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> None:
+        """Add rows already grouped by fold: rows ``order[bounds[f]:bounds[f+1]]`` belong to fold f."""
+        x = np.asarray(x).reshape(len(x), -1)[order].astype(np.float64)
+        y = y[order]
+        if self.shift_x is None:
+            d, k = x.shape[1], y.shape[1]
+            self.shift_x, self.shift_y = x.mean(axis=0), y.mean(axis=0)
+            self.n = np.zeros(self.folds)
+            self.x, self.y, self.yy = np.zeros((self.folds, d)), np.zeros((self.folds, k)), np.zeros((self.folds, k))
+            self.xx, self.xy = np.zeros((self.folds, d, d)), np.zeros((self.folds, d, k))
+        x -= self.shift_x
+        y = y - self.shift_y
+        with _one_blas_thread():
+            for f in range(self.folds):
+                lo, hi = bounds[f], bounds[f + 1]
+                if hi > lo:
+                    xs, ys = x[lo:hi], y[lo:hi]
+                    self.n[f] += hi - lo
+                    self.x[f] += xs.sum(axis=0)
+                    self.xx[f] += xs.T @ xs
+                    self.y[f] += ys.sum(axis=0)
+                    self.yy[f] += np.einsum("ij,ij->j", ys, ys)
+                    self.xy[f] += xs.T @ ys
+
+    def sums(self, rows: Sequence[int]) -> _Sums:
+        """Sums over the folds in ``rows``."""
+        idx = list(rows)
+        return _Sums(self.n[idx].sum(), self.x[idx].sum(0), self.xx[idx].sum(0), self.y[idx].sum(0),
+                     self.yy[idx].sum(0), self.xy[idx].sum(0), self.shift_x, self.shift_y)
+
+    def fold(self, f: int) -> _Sums:
+        return self.sums([f])
+
+    def train(self, f: int) -> _Sums:
+        return self.sums([g for g in range(self.folds) if g != f])
+
+    def total(self) -> _Sums:
+        return self.sums(range(self.folds))
+
+
+def _fold_order(ids: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ids, kind="stable")
+    return order, np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=folds))])
+
+
+class _RidgeFit:
+    """Ridge regression of one training set for any penalty, from one eigendecomposition of its Gram matrix."""
+
+    def __init__(self, s: _Sums, standardize: bool) -> None:
+        n = s.n
+        mx, my = s.x / n, s.y / n
+        cov = s.xx - n * np.outer(mx, mx)
+        cxy = s.xy - n * np.outer(mx, my)
+        self.cyy = np.maximum(s.yy - n * my**2, 0.0)
+        var = np.maximum(np.diag(cov) / n, 0.0)
+        mean = s.shift_x + mx
+        # scikit-learn's bound on the rounding error of a variance: below it a feature is constant
+        varying = var > n * _EPS * var + (n * mean * _EPS) ** 2
+        self.scale = np.where(varying, np.sqrt(var), 1.0) if standardize else np.ones_like(var)
+        gram = cov / np.outer(self.scale, self.scale)
+        gram[~varying] = 0.0
+        gram[:, ~varying] = 0.0
+        lam, self.vec = scipy.linalg.eigh(gram, driver="evd")
+        self.lam = np.clip(lam, 0.0, None)
+        self.proj = self.vec.T @ np.where(varying[:, None], cxy / self.scale[:, None], 0.0)
+        self.base = float(np.trace(gram)) / max(int(varying.sum()), 1) or 1.0
+        self.n, self.mean_x, self.mean_y = n, mean, s.shift_y + my
+
+    def choose(self, alphas: tuple[float, ...] | None, cols: slice) -> float:
+        """The penalty minimising GCV on the training set (summed over outputs, each relative to its variance)."""
+        grid = self.base * _RELATIVE_GRID if alphas is None else np.asarray(alphas)
+        if grid.size == 1:
+            return float(grid[0])
+        lam = self.lam[None, :]
+        shrink = (lam + 2 * grid[:, None]) / (lam + grid[:, None]) ** 2
+        rss = np.maximum(self.cyy[cols] - shrink @ self.proj[:, cols] ** 2, 0.0)
+        relative_rss = (rss / np.maximum(self.cyy[cols], _EPS)).sum(axis=1)
+        dof = (lam / (lam + grid[:, None])).sum(axis=1) + 1.0  # + 1 for the intercept
+        gcv = np.full(grid.shape, np.inf)
+        np.divide(relative_rss, (1.0 - dof / self.n) ** 2, out=gcv, where=dof < self.n)
+        return float(grid[int(np.argmin(gcv))])
+
+    def coef(self, alpha: float, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Weights W (d × k) and intercept c (k) in the original coordinates: prediction = x @ W + c."""
+        w = self.vec @ (self.proj[:, cols] / (self.lam + alpha)[:, None]) / self.scale[:, None]
+        return w, self.mean_y[cols] - self.mean_x @ w
+
+
+def _r2_on(s: _Sums, w: np.ndarray, c: np.ndarray, cols: slice) -> np.ndarray:
+    """Held-out R² per output of the model ``x @ w + c`` on the rows summed in ``s`` (scikit-learn's r2_score)."""
+    b = c + s.shift_x @ w - s.shift_y[cols]
+    yy, ysum, xy = s.yy[cols], s.y[cols], s.xy[:, cols]
+    sse = (yy - 2 * b * ysum + s.n * b**2 - 2 * np.einsum("dk,dk->k", xy, w) + 2 * b * (s.x @ w)
+           + np.einsum("dk,dk->k", w, s.xx @ w))
+    sse = np.maximum(sse, 0.0)
+    sst = np.maximum(yy - ysum**2 / s.n, 0.0)
+    safe = np.where(sst > 0, sst, 1.0)
+    return np.where(sst > 0, 1.0 - sse / safe, np.where(sse > 0, 0.0, 1.0))
+
+
+class _Outcome(NamedTuple):
+    """The numbers of one probe fit (a layer, or one control run)."""
+
+    fold_scores: np.ndarray
+    output_scores: np.ndarray
+    width: int
+    coef: np.ndarray | None = None
+    intercept: np.ndarray | None = None
+    alpha: float | None = None
+    fold_alphas: tuple[float, ...] = ()
+    n_nonzero: int | None = None
+    balanced: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
+    transfer_scores: np.ndarray | None = None
+
+
+def _ridge_outcomes(m: _Moments, groups: Sequence[slice], opts: _Options, standardize: bool,
+                    transfer: _Moments | None = None) -> list[_Outcome]:
+    """Held-out scores (penalty chosen inside each training fold) and the full fit, for each column group.
+
+    With ``transfer``, each fold's model is also scored on that fold of ``transfer``
+    (the same rows seen through other features, e.g. after a sensor inversion).
+    """
+    scores = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
+    moved = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
+    alphas: list[list[float]] = [[] for _ in groups]
+    out = []
+    with _one_blas_thread(m.x.shape[1] <= 512):
+        for f in range(opts.folds):
+            fit, test = _RidgeFit(m.train(f), standardize), m.fold(f)
+            for g, cols in enumerate(groups):
+                alpha = fit.choose(opts.alphas, cols)
+                alphas[g].append(alpha)
+                model = fit.coef(alpha, cols)
+                scores[g][f] = _r2_on(test, *model, cols)
+                if transfer is not None:
+                    moved[g][f] = _r2_on(transfer.fold(f), *model, cols)
+        full = _RidgeFit(m.total(), standardize)
+        for g, cols in enumerate(groups):
+            alpha = full.choose(opts.alphas, cols)
+            w, c = full.coef(alpha, cols)
+            single = w.shape[1] == 1
+            out.append(_Outcome(scores[g].mean(axis=1), scores[g].mean(axis=0), w.shape[0],
+                                w[:, 0] if single else w, float(c[0]) if single else c, alpha, tuple(alphas[g]),
+                                transfer_scores=moved[g].mean(axis=1) if transfer is not None else None))
+    return out
+
+
+def _check_ridge_width(layer: Layer, pool: Pool) -> None:
+    pooled = pool == "channel" and layer.shape is not None and len(layer.shape) > 1
+    width = layer.shape[0] if pooled else layer.width
+    if width is not None and width > MAX_RIDGE_WIDTH:
+        raise RliError(f"layer {layer.name!r} has {width} features per observation; a ridge probe keeps d×d "
+                       f"statistics and takes at most {MAX_RIDGE_WIDTH}: probe a narrower layer"
+                       + (" or pass pool='channel'" if layer.shape and len(layer.shape) > 1 else ""))
+
+
+def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: np.ndarray,
+               opts: _Options) -> tuple[dict[str, _Outcome], dict[str, dict[str, list[_Outcome]]]]:
+    n, k = y.shape
+    for layer in layers:
+        _check_ridge_width(layer, opts.pool)
+    seeds = opts.control_seeds if opts.controls else 0
+    y_all = np.hstack([y] + [_shuffled(y, opts.seed, i) for i in range(seeds)])
+    names = [layer.name for layer in layers]
+    trained = {name: _Moments(opts.folds) for name in names}
+    copies = [_untrained_policy(policy, opts.seed + i) for i in range(seeds)]
+    untrained = [{name: _Moments(opts.folds) for name in names} for _ in copies]
+    raw: _Moments | None = _Moments(opts.folds) if opts.controls else None
+    raw_width = int(np.prod(policy.obs_shape))
+    raw_note = ()
+    if raw is not None and raw_width > MAX_RIDGE_WIDTH:
+        raw, raw_note = None, (f"raw-observation control skipped: {raw_width} input features exceed the "
+                               f"{MAX_RIDGE_WIDTH} a ridge probe takes",)
+    seen = 0
+    for chunk in iter_activations(policy, obs, names, chunk_size=opts.chunk_size, pool=opts.pool):
+        if chunk.stop > n:
+            raise RliError(f"obs has more observations than the target's {n} values; give one target value per "
+                           "observation")
+        order, bounds = _fold_order(ids[chunk.start:chunk.stop], opts.folds)
+        for name in names:
+            trained[name].add(chunk.activations[name], y_all[chunk.start:chunk.stop], order, bounds)
+        rows = y[chunk.start:chunk.stop]
+        if raw is not None:
+            raw.add(_raw_features(policy, chunk.obs), rows, order, bounds)
+        for clone, moments in zip(copies, untrained):
+            acts = capture(clone, chunk.obs, names, chunk_size=len(chunk.obs), pool=opts.pool)
+            for name in names:
+                moments[name].add(acts[name], rows, order, bounds)
+        seen = chunk.stop
+    if seen != n:
+        raise RliError(f"obs has {seen} observations but the target has {n} values; give one target value per "
+                       "observation")
+    main = [slice(0, k)]
+    shuffled_groups = [slice(k * (i + 1), k * (i + 2)) for i in range(seeds)]
+    results, controls = {}, {}
+    raw_outcome = _ridge_outcomes(raw, main, opts, standardize=True)[0] if raw is not None else None
+    for name in names:
+        outcomes = _ridge_outcomes(trained[name], main + shuffled_groups, opts, opts.standardize)
+        results[name] = outcomes[0]._replace(notes=raw_note)
+        if opts.controls:
+            controls[name] = {
+                "untrained": [_ridge_outcomes(m[name], main, opts, opts.standardize)[0] for m in untrained],
+                "shuffled": outcomes[1:],
+            }
+            if raw_outcome is not None:
+                controls[name]["raw_obs"] = [raw_outcome]
+    return results, controls
+
+
+# ------------------------------------------------------------------------------ scikit-learn probes
+def _sk_model(opts: _Options, standardize: bool, multi: bool) -> Any:
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.linear_model import Lasso, LassoCV, LogisticRegression, MultiTaskLasso, MultiTaskLassoCV
+    from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    scaler = StandardScaler() if standardize else FunctionTransformer()
+    alphas = opts.alphas
+    if opts.kind == "lasso":
+        if alphas is not None and len(alphas) == 1:
+            model = (MultiTaskLasso if multi else Lasso)(alpha=alphas[0], max_iter=5000)
+        else:
+            grid = {} if alphas is None else {"alphas": list(alphas)}
+            model = (MultiTaskLassoCV if multi else LassoCV)(cv=KFold(3, shuffle=True, random_state=opts.seed),
+                                                             max_iter=5000, **grid)
+        return make_pipeline(scaler, model)
+    if opts.kind == "logistic":
+        grid = alphas or _LOGISTIC_GRID
+        model = LogisticRegression(C=1.0 / grid[0], max_iter=2000)
+        if len(grid) > 1:
+            model = GridSearchCV(model, {"C": [1.0 / a for a in grid]},
+                                 cv=StratifiedKFold(3, shuffle=True, random_state=opts.seed))
+        return make_pipeline(scaler, model)
+    mlp = MLPRegressor(hidden_layer_sizes=_MLP_HIDDEN, alpha=alphas[0] if alphas else 1e-4, early_stopping=True,
+                       max_iter=500, random_state=opts.seed)
+    return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
+
+
+def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, standardize: bool) -> _Outcome:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import balanced_accuracy_score, r2_score
+
+    x = np.asarray(x).reshape(len(x), -1).astype(np.float64)
+    classify = opts.kind == "logistic"
+    target = y if classify or y.shape[1] > 1 else y[:, 0]
+    multi = not classify and y.shape[1] > 1
+    scores, outputs, balanced = [], [], []
+    with _one_blas_thread(x.size < 2e7), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        for f in range(opts.folds):
+            train, test = ids != f, ids == f
+            model = _sk_model(opts, standardize, multi).fit(x[train], target[train])
+            predicted = model.predict(x[test])
+            if classify:
+                scores.append(float(np.mean(predicted == target[test])))
+                balanced.append(balanced_accuracy_score(target[test], predicted))
+            else:
+                per_output = np.atleast_1d(r2_score(target[test], predicted, multioutput="raw_values"))
+                outputs.append(per_output)
+                scores.append(float(per_output.mean()))
+        final = _sk_model(opts, standardize, multi).fit(x, target)
+        unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+    notes = (f"{opts.kind} did not converge in {unconverged} of {opts.folds + 1} fits",) if unconverged else ()
+    coef, intercept, alpha, nonzero = _sk_weights(final, opts.kind)
+    return _Outcome(np.asarray(scores), np.mean(outputs, axis=0) if outputs else np.asarray([np.mean(scores)]),
+                    x.shape[1], coef, intercept, alpha, (), nonzero, np.asarray(balanced) if classify else None, notes)
+
+
+def _sk_weights(model: Any, kind: str) -> tuple[np.ndarray | None, Any, float | None, int | None]:
+    """Weights in raw feature space (undoing the pipeline's scaler), intercept, chosen penalty, features used."""
+    if kind == "mlp":
+        return None, None, float(model.regressor_[-1].alpha), None
+    scaler, est = model[0], model[-1]
+    if hasattr(est, "best_estimator_"):
+        est = est.best_estimator_
+    scale = getattr(scaler, "scale_", None)
+    mean = getattr(scaler, "mean_", None)
+    coef = np.atleast_2d(est.coef_).T
+    if scale is not None:
+        coef = coef / scale[:, None]
+    intercept = np.atleast_1d(est.intercept_) - (mean @ coef if mean is not None else 0.0)
+    alpha = float(est.alpha_ if hasattr(est, "alpha_") else getattr(est, "alpha", 1.0 / getattr(est, "C", 1.0)))
+    nonzero = int(np.count_nonzero(np.any(coef != 0, axis=1))) if kind == "lasso" else None
+    if coef.shape[1] == 1:
+        return coef[:, 0], float(intercept[0]), alpha, nonzero
+    return coef, intercept, alpha, nonzero
+
+
+def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: np.ndarray,
+            opts: _Options) -> tuple[dict[str, _Outcome], dict[str, dict[str, list[_Outcome]]]]:
+    names = [layer.name for layer in layers]
+    arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
+    acts = capture(policy, arr, names, chunk_size=opts.chunk_size, pool=opts.pool)
+    results = {name: _sk_outcome(acts[name], y, ids, opts, opts.standardize) for name in names}
+    controls: dict[str, dict[str, list[_Outcome]]] = {}
+    if opts.controls:
+        seeds = range(opts.control_seeds)
+        copies = [capture(_untrained_policy(policy, opts.seed + i), arr, names, chunk_size=opts.chunk_size,
+                          pool=opts.pool) for i in seeds]
+        raw = _sk_outcome(_raw_features(policy, arr), y, ids, opts, standardize=True)
+        for name in names:
+            controls[name] = {
+                "untrained": [_sk_outcome(c[name], y, ids, opts, opts.standardize) for c in copies],
+                "shuffled": [_sk_outcome(acts[name], _shuffled(y, opts.seed, i), ids, opts, opts.standardize)
+                             for i in seeds],
+                "raw_obs": [raw],
+            }
+    return results, controls
+
+
+# ------------------------------------------------------------------------------------------ driver
+def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts: _Options) -> list[ProbeResult]:
+    if not isinstance(policy, Policy):
+        raise RliError(f"policy must be an rli.Policy (use rli.load_policy(...)), not {type(policy).__name__}")
+    y, name = _target(obs, target, opts.kind)
+    length = _obs_length(obs)
+    if length is not None and length != len(y):
+        raise RliError(f"target {name!r} has {len(y)} values but obs has {length} observations; give one target "
+                       "value (or row) per observation")
+    layers = list({layer.name: layer for layer in (policy.layer(spec) for spec in specs)}.values())
+    ids = _fold_ids(y, opts.folds, opts.seed, stratify=opts.kind == "logistic")
+    run = _ridge_run if opts.kind == "ridge" else _sk_run
+    return _results(*run(policy, obs, y, layers, ids, opts), layers, name, y, opts)
+
+
+def _results(outcomes: dict[str, _Outcome], controls: dict[str, dict[str, list[_Outcome]]], layers: list[Layer],
+             target: str, y: np.ndarray, opts: _Options) -> list[ProbeResult]:
+    classify = opts.kind == "logistic"
+    chance = float(np.unique(y, return_counts=True)[1].max() / len(y)) if classify else None
+    out = []
+    for layer in layers:
+        o = outcomes[layer.name]
+        runs = {key: tuple(float(r.fold_scores.mean()) for r in rs) for key, rs in controls.get(layer.name, {}).items()}
+        means = {key: float(np.mean(v)) for key, v in runs.items()}
+        r2 = float(o.fold_scores.mean())
+        low, high = stats.cv_interval(o.fold_scores)
+        notes = list(o.notes)
+        for key, rs in controls.get(layer.name, {}).items():
+            notes += [f"{key} control: {note}" for note in dict.fromkeys(n for r in rs for n in r.notes)]
+        out.append(ProbeResult(
+            layer=layer.name, layer_index=layer.index, layer_type=layer.type, kind=opts.kind,
+            metric="accuracy" if classify else "r2", target=target, r2=r2,
+            ci=(max(low, 0.0) if classify else low, min(high, 1.0)),
+            fold_scores=tuple(map(float, o.fold_scores)), controls=means, control_runs=runs,
+            selectivity=r2 - max(means.values()) if means else None, coef=o.coef, intercept=o.intercept,
+            alpha=o.alpha, fold_alphas=o.fold_alphas, n_nonzero=o.n_nonzero,
+            balanced_accuracy=float(o.balanced.mean()) if o.balanced is not None else None, chance=chance,
+            output_r2=() if classify else tuple(map(float, o.output_scores)), n=len(y), width=o.width,
+            folds=opts.folds, seed=opts.seed, standardize=opts.standardize, notes=tuple(notes)))
+    return out

@@ -1,0 +1,256 @@
+"""Statistics shared by probes and ablations: confidence intervals, paired tests, effect sizes.
+
+One implementation of each, used everywhere rli reports an uncertainty: probe scores
+(:func:`cv_interval` over cross-validation folds) and paired comparisons of returns with
+and without an intervention (:func:`paired_comparison`). Built on :mod:`scipy.stats`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+from rli.errors import RliError
+
+
+def _sample(values: Any, name: str, minimum: int = 2) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RliError(f"{name} must be a sequence of numbers, not {type(values).__name__}") from None
+    if arr.ndim != 1:
+        raise RliError(f"{name} must be one-dimensional (one value per episode, fold or seed); got shape {arr.shape}")
+    if arr.size < minimum:
+        raise RliError(f"{name} needs at least {minimum} values, got {arr.size}; collect more samples")
+    if not np.all(np.isfinite(arr)):
+        raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; drop or fix them first")
+    return arr
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise RliError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
+
+
+def t_interval(values: Any, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval for the mean of independent values.
+
+    Example:
+        >>> import rli
+        >>> low, high = rli.stats.t_interval([1.0, 2.0, 3.0, 4.0])
+        >>> round(low, 3), round(high, 3)
+        (0.446, 4.554)
+    """
+    arr = _sample(values, "values")
+    _check_confidence(confidence)
+    return _mean_interval(arr, arr.std(ddof=1) / math.sqrt(arr.size), confidence)
+
+
+def cv_interval(fold_scores: Any, *, test_train_ratio: float | None = None,
+                confidence: float = 0.95) -> tuple[float, float]:
+    """Confidence interval for the mean of K cross-validation fold scores (corrected resampled t).
+
+    Fold scores are not independent (every training set overlaps every other), so the
+    plain t-interval is too narrow. Nadeau & Bengio (2003) inflate the variance of the
+    mean from ``s²/K`` to ``s² (1/K + n_test/n_train)``; for K-fold ``n_test/n_train``
+    is ``1/(K-1)`` (the default). The interval is for the expected held-out score of
+    the same procedure trained on as many samples from the same distribution; with K
+    folds it rests on K−1 degrees of freedom.
+
+    Example:
+        >>> import rli
+        >>> low, high = rli.stats.cv_interval([0.90, 0.92, 0.91, 0.93, 0.89])
+        >>> round(low, 3), round(high, 3)
+        (0.881, 0.939)
+    """
+    arr = _sample(fold_scores, "fold_scores")
+    _check_confidence(confidence)
+    ratio = 1.0 / (arr.size - 1) if test_train_ratio is None else float(test_train_ratio)
+    if ratio < 0:
+        raise RliError(f"test_train_ratio must be non-negative (n_test / n_train), got {ratio}")
+    return _mean_interval(arr, arr.std(ddof=1) * math.sqrt(1.0 / arr.size + ratio), confidence)
+
+
+def _mean_interval(arr: np.ndarray, sem: float, confidence: float) -> tuple[float, float]:
+    mean = float(arr.mean())
+    if sem == 0.0:
+        return mean, mean
+    half = float(_st.t.ppf(0.5 + confidence / 2, arr.size - 1)) * sem
+    return float(mean - half), float(mean + half)
+
+
+def bootstrap_ci(
+    values: Any,
+    statistic: Callable[..., Any] = np.mean,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+    method: str = "BCa",
+) -> tuple[float, float]:
+    """Seeded bootstrap confidence interval of ``statistic(values)`` (BCa by default, via ``scipy.stats.bootstrap``).
+
+    ``statistic`` must accept an ``axis`` keyword (numpy reductions do). A sample
+    with no spread gives the degenerate interval ``(value, value)``.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> low, high = rli.stats.bootstrap_ci(np.arange(20.0), seed=0)
+        >>> bool(low < 9.5 < high)
+        True
+    """
+    arr = _sample(values, "values")
+    _check_confidence(confidence)
+    return _bootstrap((arr,), statistic, paired=False, confidence=confidence, n_resamples=n_resamples, seed=seed,
+                      method=method)
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], *, paired: bool, confidence: float,
+               n_resamples: int, seed: int, method: str = "BCa") -> tuple[float, float]:
+    """``scipy.stats.bootstrap``; a statistic that never varies (no spread in the data) gives ``(value, value)``."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", _st.DegenerateDataWarning)
+        res = _st.bootstrap(data, statistic, paired=paired, confidence_level=confidence, n_resamples=n_resamples,
+                            method=method, rng=np.random.default_rng(seed))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if math.isnan(low) or math.isnan(high):
+        value = float(statistic(*data, axis=-1))
+        return value, value
+    return low, high
+
+
+def paired_ttest(a: Any, b: Any) -> tuple[float, float]:
+    """Two-sided paired t-test of ``mean(a - b) = 0`` → ``(t statistic, p-value)`` (``scipy.stats.ttest_rel``).
+
+    When every difference is the same the test is degenerate: p = 1 if they are all
+    zero (no effect), p = 0 otherwise (the same shift on every pair).
+
+    Example:
+        >>> import rli
+        >>> t, p = rli.stats.paired_ttest([10.0, 12.0, 11.0, 13.0], [9.0, 10.5, 10.0, 11.0])
+        >>> round(t, 2), round(p, 4)
+        (5.74, 0.0105)
+    """
+    x, y = _pair(a, b)
+    diff = x - y
+    if diff.max() == diff.min():
+        return (0.0, 1.0) if diff[0] == 0 else (math.copysign(math.inf, diff[0]), 0.0)
+    res = _st.ttest_rel(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def cohens_d(a: Any, b: Any = None) -> float:
+    """Standardised effect size: ``mean / sd`` of ``a``, or of the paired differences ``a - b`` (Cohen's d_z).
+
+    Example:
+        >>> import rli
+        >>> round(rli.stats.cohens_d([10.0, 12.0, 11.0, 13.0], [9.0, 10.5, 10.0, 11.0]), 3)
+        2.872
+    """
+    diff = _sample(a, "a") if b is None else np.subtract(*_pair(a, b))
+    sd = float(diff.std(ddof=1))
+    mean = float(diff.mean())
+    if sd == 0.0:
+        return 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    return mean / sd
+
+
+def iqm(values: Any) -> float:
+    """Interquartile mean: the mean of the middle 50% of values (robust to outlying episodes).
+
+    Example:
+        >>> import rli
+        >>> rli.stats.iqm([1.0, 2.0, 3.0, 4.0, 100.0, 5.0, 6.0, 7.0])
+        4.5
+    """
+    return float(_st.trim_mean(_sample(values, "values", minimum=1), 0.25))
+
+
+def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _sample(a, "a"), _sample(b, "b")
+    if x.size != y.size:
+        raise RliError(f"paired samples must have the same length (one value per seed/episode each); "
+                       f"got {x.size} and {y.size}")
+    return x, y
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Paired comparison of a metric (e.g. episode return) without and with an intervention.
+
+    ``drop = mean(baseline - treated)`` (positive: the intervention lowers the
+    metric), ``relative_drop = drop / |mean(baseline)|``; ``ci`` and ``relative_ci``
+    are paired bootstrap (BCa) intervals, ``p_value`` the two-sided paired t-test,
+    ``effect_size`` Cohen's d_z of the differences, ``*_iqm`` interquartile means.
+    """
+
+    n: int
+    baseline_mean: float
+    treated_mean: float
+    drop: float
+    relative_drop: float | None
+    ci: tuple[float, float]
+    relative_ci: tuple[float, float] | None
+    p_value: float
+    t_statistic: float
+    effect_size: float
+    baseline_iqm: float
+    treated_iqm: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form (JSON-able)."""
+        out = asdict(self)
+        out["ci"] = list(self.ci)
+        out["relative_ci"] = list(self.relative_ci) if self.relative_ci is not None else None
+        return out
+
+    def __str__(self) -> str:
+        pct = int(round(self.confidence * 100))
+        rel = "" if self.relative_drop is None else (
+            f" ({self.relative_drop:+.1%}, {pct}% CI [{self.relative_ci[0]:+.1%}, {self.relative_ci[1]:+.1%}])")
+        return "\n".join([
+            f"paired comparison over {self.n} pairs",
+            f"  baseline  mean {self.baseline_mean:.4g}  IQM {self.baseline_iqm:.4g}",
+            f"  treated   mean {self.treated_mean:.4g}  IQM {self.treated_iqm:.4g}",
+            f"  drop      {self.drop:.4g}, {pct}% CI [{self.ci[0]:.4g}, {self.ci[1]:.4g}]{rel}",
+            f"  paired t  t = {self.t_statistic:.3g}, p = {self.p_value:.3g}, d_z = {self.effect_size:.3g}",
+        ])
+
+
+def _relative_drop(baseline: np.ndarray, treated: np.ndarray, axis: int = -1) -> np.ndarray:
+    return (baseline - treated).mean(axis) / np.abs(baseline.mean(axis))
+
+
+def paired_comparison(baseline: Any, treated: Any, *, confidence: float = 0.95, n_resamples: int = 9999,
+                      seed: int = 0) -> PairedComparison:
+    """Compare paired samples (same seeds without and with an intervention) → :class:`PairedComparison`.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> base = np.array([100.0, 98.0, 103.0, 101.0, 99.0, 102.0])
+        >>> cmp = rli.stats.paired_comparison(base, base - [9.0, 11.0, 10.0, 12.0, 8.0, 10.0])
+        >>> cmp.drop, round(cmp.relative_drop, 3), cmp.ci[0] > 0, cmp.p_value < 0.001
+        (10.0, 0.1, True, True)
+    """
+    x, y = _pair(baseline, treated)
+    _check_confidence(confidence)
+    diff = x - y
+    t_stat, p_value = paired_ttest(x, y)
+    kwargs = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
+    base_mean = float(x.mean())
+    relative, relative_ci = None, None
+    if base_mean != 0:
+        relative = float(diff.mean()) / abs(base_mean)
+        relative_ci = _bootstrap((x, y), _relative_drop, paired=True, **kwargs)
+    return PairedComparison(
+        n=int(x.size), baseline_mean=base_mean, treated_mean=float(y.mean()), drop=float(diff.mean()),
+        relative_drop=relative, ci=bootstrap_ci(diff, **kwargs), relative_ci=relative_ci, p_value=p_value,
+        t_statistic=t_stat, effect_size=cohens_d(x, y), baseline_iqm=iqm(x), treated_iqm=iqm(y),
+        confidence=confidence)

@@ -1,0 +1,143 @@
+"""Subspaces of a layer's activation space: orthonormal bases, PCA, coordinates, complements.
+
+A subspace is always held as a ``d × k`` float64 array with orthonormal columns.
+:func:`fit_pca` finds the top principal directions of captured activations,
+:func:`project_subspace` gives coordinates in a basis, :func:`orthonormalize` turns
+any direction or set of directions into a basis (refusing zero, NaN and
+rank-deficient input) and :func:`complement` spans what a basis leaves out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rli.errors import RliError
+
+_RANK_RTOL = 1e-8
+
+
+def _matrix(values: Any, name: str) -> np.ndarray:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise RliError(f"{name} must be a numeric array; got {type(values).__name__} ({err})") from None
+    if not np.all(np.isfinite(arr)):
+        raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; clean it before using it")
+    return arr
+
+
+def orthonormalize(basis: Any, *, width: int | None = None) -> np.ndarray:
+    """Orthonormal columns spanning the same subspace as ``basis``: a direction (d,) or directions (d, k).
+
+    Columns are orthonormalised in order (Gram–Schmidt), so the first column is the
+    first given direction scaled to unit length. Zero, NaN and (numerically)
+    linearly dependent directions raise :class:`~rli.RliError`, and so does a ``d``
+    other than ``width`` when it is given.
+
+    Example:
+        >>> import numpy as np, rli.subspace as sub
+        >>> sub.orthonormalize([3.0, 4.0]).ravel().tolist()
+        [0.6, 0.8]
+        >>> basis = sub.orthonormalize(np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]))
+        >>> np.allclose(basis.T @ basis, np.eye(2)), (basis[:, 1].round(6) + 0.0).tolist()
+        (True, [0.0, 1.0, 0.0])
+    """
+    arr = _matrix(basis, "the direction")
+    given = arr.shape
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.size == 0:
+        raise RliError(f"a direction is a vector (d,) and a subspace a matrix (d, k) of column directions; "
+                       f"got shape {arr.shape}")
+    if width is not None and arr.shape[0] != width:
+        hint = f"; it looks transposed: pass its transpose {arr.shape[::-1]}" if len(given) == 2 and arr.shape[1] == width else ""
+        raise RliError(f"the direction has shape {given} but the layer's activations have {width} dimensions"
+                       f"{hint}; give directions (d,) or (d, k) in the layer's activation space")
+    norms = np.linalg.norm(arr, axis=0)
+    if np.any(norms == 0):
+        which = "the direction" if arr.shape[1] == 1 else f"column {int(np.argmin(norms))} of the basis"
+        raise RliError(f"{which} is the zero vector, which spans nothing; give a non-zero direction")
+    d, k = arr.shape
+    if k > d:
+        raise RliError(f"{k} directions cannot be independent in a {d}-dimensional space; give at most {d} columns")
+    unit = arr / norms
+    if k == 1:
+        return unit
+    singular = np.linalg.svd(unit, compute_uv=False)
+    if singular[-1] < _RANK_RTOL * singular[0]:
+        rank = int(np.sum(singular >= _RANK_RTOL * singular[0]))
+        raise RliError(f"the {k} directions are linearly dependent (rank {rank}); drop the redundant ones "
+                       "or pass an orthonormal basis")
+    q, r = np.linalg.qr(unit)
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+
+def complement(basis: Any) -> np.ndarray:
+    """An orthonormal basis (d, d − k) of the orthogonal complement of ``basis`` (d, k).
+
+    Example:
+        >>> import numpy as np, rli.subspace as sub
+        >>> rest = sub.complement(np.eye(3)[:, :1])
+        >>> rest.shape, np.allclose(rest[0], 0)
+        ((3, 2), True)
+    """
+    q = orthonormalize(basis)
+    u = np.linalg.svd(q, full_matrices=True)[0]
+    return np.ascontiguousarray(u[:, q.shape[1]:])
+
+
+def fit_pca(acts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` principal directions of activations (n, d) → ``(basis d×k, explained_variance_ratio k)``.
+
+    The basis has orthonormal columns, ordered by decreasing variance. Signs are
+    deterministic: each column's largest-magnitude entry is positive (the
+    convention of scikit-learn's PCA, so numbers match the reference toolkit).
+
+    Example:
+        >>> import numpy as np, rli
+        >>> acts = np.random.default_rng(0).normal(size=(500, 4)) * [5.0, 1.0, 0.5, 0.1]
+        >>> basis, ratio = rli.fit_pca(acts, 2)
+        >>> basis.shape, int(np.abs(basis[:, 0]).argmax()), ratio.round(2).tolist()
+        ((4, 2), 0, [0.96, 0.03])
+    """
+    arr = _matrix(acts, "activations")
+    if arr.ndim != 2:
+        raise RliError(f"activations must be a matrix (n, d); got shape {arr.shape}")
+    n, d = arr.shape
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(n, d):
+        raise RliError(f"k must be a whole number of components between 1 and min(n, d) = {min(n, d)}; got {k!r}")
+    if n < 2:
+        raise RliError("PCA needs at least 2 observations")
+    centred = arr - arr.mean(axis=0)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    variance = singular**2
+    if variance.sum() == 0:
+        raise RliError("the activations are constant (zero variance), so their principal directions are undefined; "
+                       "use observations that vary, or another layer")
+    components = vt[:k]
+    signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
+    return np.ascontiguousarray((components * signs[:, None]).T), variance[:k] / variance.sum()
+
+
+def project_subspace(acts: Any, basis: Any) -> np.ndarray:
+    """Coordinates (n, k) of activations (n, d) in a basis (d, k): ``acts @ basis``, uncentred, as the reference does.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> acts = np.random.default_rng(0).normal(size=(100, 6))
+        >>> basis, _ = rli.fit_pca(acts, 2)
+        >>> rli.project_subspace(acts, basis).shape
+        (100, 2)
+    """
+    arr = _matrix(acts, "activations")
+    base = _matrix(basis, "the basis")
+    if base.ndim == 1:
+        base = base[:, None]
+    if arr.ndim != 2 or base.ndim != 2 or arr.shape[1] != base.shape[0]:
+        raise RliError(f"activations {arr.shape} and basis {base.shape} do not fit: activations are (n, d) "
+                       "and the basis (d, k) with the same d")
+    return arr @ base

@@ -166,6 +166,51 @@ def evaluate(
                       intervention=_describe(intervention), truncated_by_max_steps=capped)
 
 
+BLOCK = 16
+
+
+def _pad_rows(values: Any, rows: int, dim: int = 0) -> Any:
+    """``values`` (array or tensor) with zero rows appended along ``dim`` up to ``rows``."""
+    import torch
+
+    missing = rows - values.shape[dim]
+    if missing == 0:
+        return values
+    shape = list(values.shape)
+    shape[dim] = missing
+    if isinstance(values, torch.Tensor):
+        return torch.cat([values, values.new_zeros(shape)], dim=dim)
+    return np.concatenate([values, np.zeros(shape, dtype=values.dtype)], axis=dim)
+
+
+def _fixed_block_step(policy: Policy, obs: np.ndarray, state: Any, starts: np.ndarray) -> tuple[np.ndarray, Any]:
+    """One policy step, computed in blocks of exactly ``BLOCK`` rows (zero-padded).
+
+    Matrix products round differently for different batch sizes (BLAS picks other
+    kernels), and in chaotic environments such as MuJoCo locomotion a last-bit
+    difference in one action changes the whole episode. With a fixed block size
+    every row is computed the same way whatever ``n_envs`` is and wherever the row
+    sits in the block (checked in the tests), so results never depend on parallelism.
+    Recurrent states are padded along their batch dimension (dim 1, SB3's LSTM layout).
+    """
+    import torch
+
+    actions, states = [], []
+    for start in range(0, obs.shape[0], BLOCK):
+        stop = min(obs.shape[0], start + BLOCK)
+        n = stop - start
+        block_obs = _pad_rows(obs[start:stop], BLOCK)
+        block_starts = _pad_rows(starts[start:stop], BLOCK)
+        block_state = None if state is None else tuple(_pad_rows(t[:, start:stop], BLOCK, dim=1) for t in state)
+        acted, new_state = policy.step_prepared(block_obs, block_state, block_starts)
+        actions.append(acted[:n])
+        if new_state is not None:
+            states.append(tuple(t[:, :n] for t in new_state))
+    joined = None if not states else tuple(torch.cat([part[i] for part in states], dim=1)
+                                           for i in range(len(states[0])))
+    return np.concatenate(actions), joined
+
+
 def _run(policy: Policy, envs: Any, episodes: int, seed: int, slots: int, max_steps: int | None,
          bar: Any) -> tuple[np.ndarray, np.ndarray, int]:
     returns = np.zeros(episodes)
@@ -179,7 +224,7 @@ def _run(policy: Policy, envs: Any, episodes: int, seed: int, slots: int, max_st
     finished_count, capped = 0, 0
     with policy.inference():
         while finished_count < episodes:
-            actions, state = policy.step_prepared(policy.prepare_obs(obs), state, starts)
+            actions, state = _fixed_block_step(policy, policy.prepare_obs(obs), state, starts)
             obs, reward, terminated, truncated, _ = envs.step(actions)
             running_return += reward
             running_length += 1

@@ -57,6 +57,27 @@ def _sb3_to_tensor_dtype(observation_space: Any) -> np.dtype:
     return np.dtype(observation_space.dtype) if getattr(observation_space, "dtype", None) is not None else np.dtype(np.float32)
 
 
+def _actor_critic_mode(policy: Any) -> Any:
+    """Deterministic actions of an ``ActorCriticPolicy``.
+
+    For a diagonal Gaussian (Box actions, no gSDE) the mode is the network's mean
+    output, so rli computes it directly: the same modules, the same arithmetic as
+    ``_predict(deterministic=True)``, without building a distribution object per step
+    (a third of the rollout time for small policies). Other distributions use ``_predict``.
+    """
+    from stable_baselines3.common.distributions import DiagGaussianDistribution
+    from stable_baselines3.common.policies import BasePolicy
+
+    if type(policy.action_dist) is not DiagGaussianDistribution:
+        return lambda obs: policy._predict(obs, deterministic=True)
+
+    def mean_actions(obs: torch.Tensor) -> torch.Tensor:
+        features = BasePolicy.extract_features(policy, obs, policy.pi_features_extractor)
+        return policy.action_net(policy.mlp_extractor.forward_actor(features))
+
+    return mean_actions
+
+
 def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
     """Describe an SB3 policy (``model.policy``) as a :class:`~rli.network.Network`."""
     from stable_baselines3.common.policies import ActorCriticPolicy
@@ -98,7 +119,7 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
             kind=name,
             actor=actor,
             critic=critic,
-            run_actor=lambda obs: policy._predict(obs, deterministic=True),
+            run_actor=_actor_critic_mode(policy),
             run_critic=policy.predict_values,
             **common,
         )

@@ -118,11 +118,10 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], *, p
         warnings.simplefilter("ignore", _st.DegenerateDataWarning)
         res = _st.bootstrap(data, statistic, paired=paired, confidence_level=confidence, n_resamples=n_resamples,
                             method=method, rng=np.random.default_rng(seed))
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    if math.isnan(low) or math.isnan(high):
+    if np.ptp(res.bootstrap_distribution) == 0:
         value = float(statistic(*data, axis=-1))
         return value, value
-    return low, high
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def paired_ttest(a: Any, b: Any) -> tuple[float, float]:
@@ -185,9 +184,14 @@ class PairedComparison:
     """Paired comparison of a metric (e.g. episode return) without and with an intervention.
 
     ``drop = mean(baseline - treated)`` (positive: the intervention lowers the
-    metric), ``relative_drop = drop / |mean(baseline)|``; ``ci`` and ``relative_ci``
-    are paired bootstrap (BCa) intervals, ``p_value`` the two-sided paired t-test,
-    ``effect_size`` Cohen's d_z of the differences, ``*_iqm`` interquartile means.
+    metric), ``relative_drop = drop / |mean(baseline)|``. ``ci`` is the paired
+    t-interval of the drop, so "the CI excludes 0" and "p < 1 − confidence" always
+    agree; ``relative_ci`` is ``ci / |mean(baseline)|``. ``bootstrap_ci`` (BCa) is
+    reported beside it, not used for decisions: on heavy-tailed return differences
+    with 20 episodes it covered a true zero effect in only ~80% of simulated
+    comparisons, the t-interval in ~98% (tests/test_rollout.py checks the coverage of
+    what rli decides with). ``p_value`` is the two-sided paired t-test, ``effect_size``
+    Cohen's d_z of the differences, ``*_iqm`` interquartile means.
     """
 
     n: int
@@ -197,6 +201,7 @@ class PairedComparison:
     relative_drop: float | None
     ci: tuple[float, float]
     relative_ci: tuple[float, float] | None
+    bootstrap_ci: tuple[float, float]
     p_value: float
     t_statistic: float
     effect_size: float
@@ -209,6 +214,7 @@ class PairedComparison:
         out = asdict(self)
         out["ci"] = list(self.ci)
         out["relative_ci"] = list(self.relative_ci) if self.relative_ci is not None else None
+        out["bootstrap_ci"] = list(self.bootstrap_ci)
         return out
 
     def __str__(self) -> str:
@@ -222,10 +228,6 @@ class PairedComparison:
             f"  drop      {self.drop:.4g}, {pct}% CI [{self.ci[0]:.4g}, {self.ci[1]:.4g}]{rel}",
             f"  paired t  t = {self.t_statistic:.3g}, p = {self.p_value:.3g}, d_z = {self.effect_size:.3g}",
         ])
-
-
-def _relative_drop(baseline: np.ndarray, treated: np.ndarray, axis: int = -1) -> np.ndarray:
-    return (baseline - treated).mean(axis) / np.abs(baseline.mean(axis))
 
 
 def paired_comparison(baseline: Any, treated: Any, *, confidence: float = 0.95, n_resamples: int = 9999,
@@ -243,14 +245,15 @@ def paired_comparison(baseline: Any, treated: Any, *, confidence: float = 0.95, 
     _check_confidence(confidence)
     diff = x - y
     t_stat, p_value = paired_ttest(x, y)
-    kwargs = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
+    ci = t_interval(diff, confidence=confidence)
     base_mean = float(x.mean())
     relative, relative_ci = None, None
     if base_mean != 0:
         relative = float(diff.mean()) / abs(base_mean)
-        relative_ci = _bootstrap((x, y), _relative_drop, paired=True, **kwargs)
+        relative_ci = (ci[0] / abs(base_mean), ci[1] / abs(base_mean))
     return PairedComparison(
         n=int(x.size), baseline_mean=base_mean, treated_mean=float(y.mean()), drop=float(diff.mean()),
-        relative_drop=relative, ci=bootstrap_ci(diff, **kwargs), relative_ci=relative_ci, p_value=p_value,
-        t_statistic=t_stat, effect_size=cohens_d(x, y), baseline_iqm=iqm(x), treated_iqm=iqm(y),
+        relative_drop=relative, ci=ci, relative_ci=relative_ci,
+        bootstrap_ci=bootstrap_ci(diff, confidence=confidence, n_resamples=n_resamples, seed=seed),
+        p_value=p_value, t_statistic=t_stat, effect_size=cohens_d(x, y), baseline_iqm=iqm(x), treated_iqm=iqm(y),
         confidence=confidence)

@@ -57,13 +57,13 @@ def test_step2_negating_the_upwash_sensor_collapses_the_probe(rli, flight_grid):
 
 
 def test_step3_removing_pc1_of_layer5_costs_return(rli):
-    """Zeroing PC1 of layer 5 (fitted on visited states): −3.5% return, 95% CI [1.6%, 5.6%], p = 0.003
+    """Zeroing PC1 of layer 5 (fitted on visited states): −3.5% return, 95% CI [1.3%, 5.7%], p = 0.003
     over 30 paired episodes (seeds 0..29; baseline return 147.8)."""
     rli.assert_ablation_degrades(layer=5, direction="pc1", min_drop=0.02, episodes=30)
 
 
 def test_step4_a_32_dimensional_subspace_of_layer5_suffices(rli):
     """Keeping the top 32 of 128 principal directions (90% of the variance; the rest at its mean):
-    −0.3% return, 95% CI [−0.7%, 2.2%] over 30 paired episodes. Eight directions are far from
-    enough (−274%), 24 nearly (−1.0%, CI upper bound 3.7%)."""
+    −0.3% return, 95% CI [−1.1%, 1.7%] over 30 paired episodes. Eight directions are far from
+    enough (−274%)."""
     rli.assert_subspace_sufficient(layer=5, k=32, max_drop=0.05, episodes=30)

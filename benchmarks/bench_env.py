@@ -3,7 +3,7 @@
 Seeded random actions (drawn up front, so drawing them is not timed); episodes are
 reset when they end. Prints steps per second (best of ``--repeats`` runs, the
 machine is shared) and, with ``--write``, writes (or rewrites) the "bench_env"
-section of benchmarks/ENV_RESULTS.md.
+section of benchmarks/README.md.
 
     python benchmarks/bench_env.py [--steps 40000] [--repeats 3] [--write]
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from rli.envs import FORMATION_FLIGHT, FormationFlightEnv, probe_grid
 
-RESULTS = Path(__file__).parent / "ENV_RESULTS.md"
+RESULTS = Path(__file__).parent / "README.md"
 
 
 def single_env_rate(env: gym.Env, steps: int) -> float:
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--write", action="store_true", help="write the bench_env section of benchmarks/ENV_RESULTS.md")
+    parser.add_argument("--write", action="store_true", help="write the bench_env section of benchmarks/README.md")
     args = parser.parse_args()
     cases = {
         "raw class (FormationFlightEnv())": lambda: single_env_rate(FormationFlightEnv(), args.steps),

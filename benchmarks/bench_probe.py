@@ -10,7 +10,7 @@ Times (best and median of interleaved repeats after a warm-up, same data, same p
 * the reference toolkit: ``LinearProbe().fit(model, 5, obs, y)`` + ``score()`` (one 80/20
   split, ``Ridge(alpha=1.0)``).
 
-Run: ``python benchmarks/bench_probe.py [--n 100000] [--repeats 7] [--write benchmarks/PROBE_RESULTS.md]``.
+Run: ``python benchmarks/bench_probe.py [--n 100000] [--repeats 7] [--write FILE]``.
 """
 
 from __future__ import annotations

@@ -190,3 +190,27 @@ def test_plain_functions_take_explicit_arguments_and_record_into_the_current_con
             assert_probe_r2(policy=policy, obs=obs, layer=5, target=np.sin(obs.labels["step"]), min=0.9999,
                             controls=False)
     assert [(m.assertion, m.passed) for m in context.records] == [("assert_probe_r2", False)]
+
+
+def test_fixtures_overridden_in_a_conftest(project):
+    project.makeconftest("""
+        import pytest
+        import rli
+
+        @pytest.fixture
+        def rli_obs(rli_policy):
+            return rli.ObsSet.from_rollouts("CartPole-v1", rli_policy, n=600, seed=9)
+    """)
+    project.makepyfile("""
+        def test_uses_the_override(rli):
+            assert len(rli.obs) == 600
+            rli.assert_probe_r2(layer=5, target=rli.obs.obs[:, 2], min=0.3)
+    """)
+    project.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_plugin_can_be_disabled(project):
+    project.makepyfile("def test_plain():\n    assert True\n")
+    result = project.runpytest_subprocess("-p", "no:rli", "-p", "no:cacheprovider", "--fixtures")
+    assert "rli_policy" not in result.stdout.str()
+    project.runpytest_subprocess("-p", "no:rli", "-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -62,8 +62,8 @@ def main() -> None:
     """)
     same = session("".join(f"""
 def test_same_{i}(rli):
-    rli.{"assert_probe_r2(layer=5, target='upwash', min=0.%d)" % (50 + i) if i % 2 else
-         "assert_probe_selective(layer=5, target='upwash', min_selectivity=0.0%d)" % i}
+    rli.{f"assert_probe_r2(layer=5, target='upwash', min=0.{50 + i})" if i % 2 else
+         f"assert_probe_selective(layer=5, target='upwash', min_selectivity=0.0{i})"}
 """ for i in range(20)))
     targets = ["upwash", "rel_x", "rel_y", "distance", "power_saving"]
     mixed = session("".join(f"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,13 +22,31 @@ def read(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
         return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON or bytes that are not UTF-8
         raise BaselineError(f"{path} is not a readable rli baseline ({err}); fix it or regenerate it with "
                             "--rli-update-baseline") from None
     if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION or not isinstance(data.get("tests"), dict):
         raise BaselineError(f"{path} is not an rli baseline file (format version {FORMAT_VERSION}); "
                             "regenerate it with --rli-update-baseline")
+    for nodeid, entry in data["tests"].items():
+        bad = _bad_entry(entry)
+        if bad is not None:
+            raise BaselineError(f"{path}: the entry of {nodeid!r} is damaged ({bad}); fix it or regenerate it with "
+                                "--rli-update-baseline")
     return data["tests"]
+
+
+def _bad_entry(entry: Any) -> str | None:
+    """What is wrong with one test's stored metrics, or None."""
+    if not isinstance(entry, dict):
+        return "not an object of metrics"
+    for key, metric in entry.items():
+        if not isinstance(metric, dict):
+            return f"metric {key!r} is not an object"
+        value = metric.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"metric {key!r} has no finite 'value'"
+    return None
 
 
 def stored_form(metric: dict[str, Any]) -> dict[str, Any]:

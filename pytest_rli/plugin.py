@@ -95,6 +95,16 @@ def pytest_configure(config: pytest.Config) -> None:
         tolerance = float(config.getini("rli_baseline_tolerance"))
     except ValueError:
         raise pytest.UsageError("rli_baseline_tolerance must be a number") from None
+    if not 0 <= tolerance < float("inf"):
+        raise pytest.UsageError(f"rli_baseline_tolerance must be a finite number ≥ 0, got {tolerance}")
+    for name, minimum in (("rli_episodes", 1), ("rli_seed", 0), ("rli_obs_size", 1)):
+        text = config.getini(name)
+        try:
+            number = int(text)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number < minimum:
+            raise pytest.UsageError(f"{name} must be an integer of at least {minimum}, got {text!r}")
     config.stash[STATE_KEY] = _State(baseline_path=path, baseline=stored, tolerance=tolerance, updating=updating)
     config.pluginmanager.register(_Session(config), "rli-session")
 

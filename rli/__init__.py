@@ -8,7 +8,7 @@ Example:
     (8, 16)
 """
 
-from rli import envs, stats, wrappers  # envs registers rli/FormationFlight-v0 with gymnasium
+from rli import envs, plots, protocol, stats, wrappers  # envs registers rli/FormationFlight-v0 with gymnasium
 from rli.capture import ActivationChunk, Activations, capture, iter_activations
 from rli.comparison import Comparison, compare
 from rli.errors import RliError
@@ -19,6 +19,7 @@ from rli.observations import ObsSet
 from rli.polarity import PolarityResult, negate_sensors, polarity_test
 from rli.policy import Layer, LayerTable, Policy
 from rli.probes import LayerProfile, ProbeResult, probe, probe_layers, routing_label
+from rli.protocol import Report, interrogate
 from rli.rollout import EvalResult, evaluate
 from rli.similarity import cka
 from rli.subspace import fit_pca, project_subspace
@@ -41,6 +42,7 @@ __all__ = [
     "PolarityResult",
     "Policy",
     "ProbeResult",
+    "Report",
     "RliError",
     "SubspaceSearch",
     "ablate",
@@ -53,6 +55,7 @@ __all__ = [
     "erase",
     "evaluate",
     "fit_pca",
+    "interrogate",
     "iter_activations",
     "keep_subspace",
     "load_policy",
@@ -60,10 +63,12 @@ __all__ = [
     "minimal_subspace",
     "negate_sensors",
     "patch",
+    "plots",
     "polarity_test",
     "probe",
     "probe_layers",
     "project_subspace",
+    "protocol",
     "reflect",
     "routing_label",
     "stats",

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rli import checks
 from rli.errors import RliError
 from rli.network import first_tensor
 from rli.policy import Layer, LayerSpec, Policy
@@ -75,13 +76,21 @@ class ActivationChunk:
     activations: dict[str, np.ndarray]
 
 
-def _resolve(policy: Policy, layers: LayerSpec | Sequence[LayerSpec] | None) -> list[Layer]:
+def _resolve(policy: Policy, layers: LayerSpec | Sequence[LayerSpec] | None, chunk_size: int = DEFAULT_CHUNK,
+             pool: Pool = "flatten") -> list[Layer]:
+    checks.policy(policy)
+    checks.count(chunk_size, "chunk_size", hint=" (observations per forward pass)")
+    if not isinstance(pool, str) or pool not in ("flatten", "channel"):
+        raise RliError(f"pool must be 'flatten' (every feature of a conv map) or 'channel' (mean per channel), "
+                       f"not {pool!r}")
     if layers is None:
         resolved = list(policy.actor_layers)
     elif isinstance(layers, (int, np.integer, str, Layer)):
         resolved = [policy.layer(layers)]
-    else:
+    elif isinstance(layers, Iterable):
         resolved = [policy.layer(spec) for spec in layers]
+    else:
+        raise RliError(f"layers must be a layer or a list of layers (None for the whole actor trunk), not {layers!r}")
     if not resolved:
         raise RliError("no layers requested; pass layers=[...] or None for the whole actor trunk")
     unique = list({layer.name: layer for layer in resolved}.values())
@@ -148,6 +157,18 @@ def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
         raise RliError(f"layers {missing} did not run in the policy's forward pass, so they have no activations")
 
 
+def _check_finite(out: Mapping[str, np.ndarray], obs: np.ndarray, start: int) -> None:
+    """Finite observations can still overflow inside the network; never hand NaN/inf activations on."""
+    for name, values in out.items():
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            largest = float(np.max(np.abs(obs[row])))
+            raise RliError(f"layer {name!r} produced {int(bad.sum())} NaN/inf activations (first for observation "
+                           f"{start + row}, whose largest entry is {largest:.3g}): the observations are beyond what "
+                           "the network computes in its precision; rescale or clip them")
+
+
 def _chunks(obs: Any, chunk_size: int) -> Iterator[np.ndarray]:
     from rli.observations import ObsSet
 
@@ -155,7 +176,12 @@ def _chunks(obs: Any, chunk_size: int) -> Iterator[np.ndarray]:
         obs = obs.obs
     if isinstance(obs, (np.ndarray, torch.Tensor)) or (
             isinstance(obs, Sequence) and not isinstance(obs, (str, bytes))):
-        arr = obs if isinstance(obs, (np.ndarray, torch.Tensor)) else np.asarray(obs)
+        try:
+            arr = obs if isinstance(obs, (np.ndarray, torch.Tensor)) else np.asarray(obs)
+        except (TypeError, ValueError):
+            raise RliError(f"observations must be an array (n, *obs_shape), not a ragged {type(obs).__name__}") from None
+        if arr.ndim == 0:
+            raise RliError(f"observations must be a batch of shape (n, *obs_shape), not a scalar {arr!r}")
         for start in range(0, len(arr), chunk_size):
             yield arr[start:start + chunk_size]
     elif isinstance(obs, Iterable):
@@ -187,15 +213,14 @@ def iter_activations(
         >>> total.shape
         (8,)
     """
-    resolved = _resolve(policy, layers)
-    if chunk_size < 1:
-        raise RliError(f"chunk_size must be a positive number of observations, got {chunk_size}")
+    resolved = _resolve(policy, layers, chunk_size, pool)
     start = 0
     for raw in _chunks(obs, chunk_size):
         batch = policy.prepare_obs(raw)
         out = {layer.name: np.empty((batch.shape[0], _width(layer, pool)), dtype=np.float32) for layer in resolved}
         with policy.inference():
             _run_chunk(policy, batch, resolved, pool, out)
+        _check_finite(out, batch, start)
         yield ActivationChunk(start=start, stop=start + batch.shape[0], obs=batch, activations=out)
         start += batch.shape[0]
 
@@ -222,9 +247,7 @@ def capture(
         >>> rli.capture(policy, np.random.default_rng(0).normal(size=(100, 3)))
         Activations(n=100: 0 (8), 1 (8), 2 (2))
     """
-    resolved = _resolve(policy, layers)
-    if chunk_size < 1:
-        raise RliError(f"chunk_size must be a positive number of observations, got {chunk_size}")
+    resolved = _resolve(policy, layers, chunk_size, pool)
     from rli.observations import ObsSet
 
     arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
@@ -233,5 +256,7 @@ def capture(
     with policy.inference():
         for start in range(0, n, chunk_size):
             stop = min(n, start + chunk_size)
-            _run_chunk(policy, arr[start:stop], resolved, pool, {k: v[start:stop] for k, v in out.items()})
+            chunk = {k: v[start:stop] for k, v in out.items()}
+            _run_chunk(policy, arr[start:stop], resolved, pool, chunk)
+            _check_finite(chunk, arr[start:stop], start)
     return Activations(out, resolved, policy)

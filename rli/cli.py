@@ -1,17 +1,34 @@
-"""The ``rli`` command line."""
+"""The ``rli`` command line: ``rli layers``, ``rli probe``, ``rli interrogate``.
+
+Exit codes: 0 success, 1 bad input (an :class:`~rli.RliError`, printed as one line
+``rli: error: ...``), 2 usage (unknown flag, missing argument), 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+_POLICY_HELP = "SB3 .zip, TorchScript/torch .pt, or .safetensors file (its card <stem>.json, if any, supplies defaults)"
+_TRUST_HELP = ("allow full unpickling of the checkpoint and observation functions outside rli "
+               "(runs code stored in or named by the files); only for files you trust")
+_OBS_HELP = ("observations: a .npz written by rli.ObsSet.save, or 'module:function' returning an rli.ObsSet "
+             "(default: the card's, else observations the policy visits in --env)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rli", description="Interpretability assertions for RL policies.")
+    parser = argparse.ArgumentParser(
+        prog="rli", description="Interpretability assertions for RL policies.",
+        epilog="Exit codes: 0 ok, 1 bad input (one line 'rli: error: ...'), 2 usage. Run 'rli COMMAND --help' "
+               "for each command; docs/cli.md has the details.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     layers = commands.add_parser("layers", help="print the addressable layers of a policy",
                                  description="Print every addressable layer of a policy: actor-trunk index, "
                                              "aliases, dotted module name, module type and output width.")
@@ -20,7 +37,97 @@ def _parser() -> argparse.ArgumentParser:
     layers.add_argument("--trust", action="store_true",
                         help="allow full unpickling (runs code stored in the file); only for files you trust")
     layers.add_argument("--json", action="store_true", help="print the table as JSON")
+
+    probe = commands.add_parser(
+        "probe", help="probe a layer (or every layer) for a target, with controls",
+        description="Decode a target from a layer's activations with a held-out probe (K-fold CV, 95%% CI) and its "
+                    "controls (untrained network, shuffled labels, raw observation). Prints the ProbeResult, or the "
+                    "layer profile with --all-layers.",
+        epilog="Example: rli probe examples/checkpoints/formation_ppo_seed42.zip --all-layers")
+    probe.add_argument("policy", help=_POLICY_HELP)
+    probe.add_argument("--env", help="gymnasium id the policy acts in (default: the card's); needed when the "
+                                     "observations come from rollouts")
+    probe.add_argument("--target", help="label to decode, or obs[I] for observation entry I (default: the card's, "
+                                        "else the first numeric info entry of --env)")
+    where = probe.add_mutually_exclusive_group()
+    where.add_argument("--layer", help="actor-trunk index, alias (actor.5) or module name (default: the card's, else "
+                                       "the last hidden layer)")
+    where.add_argument("--all-layers", action="store_true", help="probe every actor layer (the layer profile)")
+    probe.add_argument("--obs", help=_OBS_HELP)
+    probe.add_argument("--n", type=_positive, default=4000, metavar="N",
+                       help="visited observations when probing rollouts (default: %(default)s)")
+    probe.add_argument("--seed", type=int, default=0,
+                       help="seed of the folds and controls; rollouts start at this episode seed (default: %(default)s)")
+    probe.add_argument("--kind", choices=("ridge", "lasso", "mlp", "logistic"), default="ridge",
+                       help="probe model (default: %(default)s)")
+    probe.add_argument("--folds", type=_positive, default=5, help="K of the K-fold split (default: %(default)s)")
+    probe.add_argument("--no-controls", action="store_true", help="skip the controls (faster)")
+    probe.add_argument("--json", action="store_true", help="print the result as JSON")
+    probe.add_argument("--trust", action="store_true", help=_TRUST_HELP)
+
+    inter = commands.add_parser(
+        "interrogate", help="run the four-step protocol and write an HTML/JSON report",
+        description="Run the interrogation protocol (paper §3.3): (1) probe every layer with controls, (2) sensor "
+                    "polarity inversion, (3) zero PC1 (and the top k directions) with paired episodes and a CI, "
+                    "(4) search the minimal sufficient PCA subspace. Writes DIR/report.html (self-contained), "
+                    "DIR/report.json (every number) and the figures as PNG. Settings not given come from the "
+                    "checkpoint card (<stem>.json beside it, its \"interrogate\" block), else are inferred.",
+        epilog="Example: rli interrogate examples/checkpoints/formation_ppo_seed42.zip")
+    inter.add_argument("policy", help=_POLICY_HELP)
+    inter.add_argument("--env", help="gymnasium id the policy acts in (default: the card's; required without one)")
+    inter.add_argument("--out", type=Path, metavar="DIR",
+                       help="report directory (default: <checkpoint stem>-interrogation in the current directory)")
+    inter.add_argument("--target", help="label to probe, or obs[I] for observation entry I (default: the card's, "
+                                        "else the first numeric info entry of --env)")
+    inter.add_argument("--layer", help="layer of all four steps: actor-trunk index, alias or module name (default: "
+                                       "the card's, else the last hidden layer)")
+    inter.add_argument("--sensors", type=_indices, metavar="I,J",
+                       help="observation indices negated in the polarity step, e.g. 12 or 12,22 (default: the card's; "
+                            "without any, the step is skipped)")
+    inter.add_argument("--probe-obs", metavar="SPEC", help="observations of step 1; " + _OBS_HELP)
+    inter.add_argument("--polarity-obs", metavar="SPEC", help="observations of step 2 (default: the card's, else "
+                                                               "those of step 1); same forms as --probe-obs")
+    inter.add_argument("--episodes", type=_at_least_two, default=20, metavar="N",
+                       help="paired episodes per comparison in steps 3 and 4 (default: %(default)s)")
+    inter.add_argument("--seed", type=int, default=0, metavar="S",
+                       help="seed of the probe folds and of the episodes (S..S+N-1); the visited observations come "
+                            "from the episodes after those (default: %(default)s)")
+    inter.add_argument("--n-obs", type=_positive, default=4000, metavar="N",
+                       help="visited observations for the PCA directions (default: %(default)s)")
+    inter.add_argument("--candidates", type=_positive, default=32, metavar="K",
+                       help="principal directions the subspace search may use (default: %(default)s)")
+    inter.add_argument("--tolerance", type=float, default=0.05, metavar="T",
+                       help="largest relative drop in return a sufficient subspace may cost (default: %(default)s)")
+    inter.add_argument("--greedy", action="store_true",
+                       help="greedy subspace search, as in the paper (slower: one evaluation per candidate per step); "
+                            "default: add directions by explained variance and stop at the first sufficient one")
+    inter.add_argument("--trust", action="store_true", help=_TRUST_HELP)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("a paired comparison needs at least 2 episodes")
+    return value
+
+
+def _indices(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected observation indices separated by commas (e.g. 12 or 12,22), "
+                                         f"got {text!r}") from None
 
 
 def _version() -> str:
@@ -60,16 +167,83 @@ def _layers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe(args: argparse.Namespace) -> int:
+    import rli
+    from rli import protocol
+
+    setup = protocol._resolve(args.policy, args.trust, {"env": args.env, "target": args.target, "layer": args.layer,
+                                                         "probe_obs": args.obs})
+    policy, settings = setup.policy, setup.settings
+    given = protocol._step_obs(setup, "probe", args.trust)
+    if given is not None:
+        obs, described = given
+        if "target" not in settings:
+            raise rli.RliError(f"no target: give --target, one of the labels of {described} "
+                               f"({', '.join(sorted(obs.labels)) or 'none'}) or obs[I] for observation entry I")
+    else:
+        env = protocol._need_env(setup, "the observations come from rollouts (no --obs)")
+        obs = rli.ObsSet.from_rollouts(env, policy, n=args.n, seed=args.seed)
+        described = f"{len(obs):,} observations visited by the policy in {env} (episodes from seed {args.seed})"
+        if "target" not in settings:
+            settings["target"] = protocol._infer_target(env, obs, args.seed)
+    obs = protocol.with_target(obs, settings["target"], what=f"the observations ({described})")
+    target = settings["target"]
+    options: dict[str, Any] = {"kind": args.kind, "controls": not args.no_controls, "seed": args.seed,
+                               "folds": args.folds}
+    if args.all_layers:
+        result: Any = rli.probe_layers(policy, obs, target, **options)
+    else:
+        layer = settings["layer"] if "layer" in settings else protocol._default_layer(policy).name
+        result = rli.probe(policy, obs, target, layer, **options)
+    if args.json:
+        print(json.dumps({"policy": policy.source, "fingerprint": policy.fingerprint, "observations": described,
+                          "profile" if args.all_layers else "result": result.to_dict()}, indent=2))
+    else:
+        print(f"{policy}\nobservations: {described}")
+        print(result)
+    return 0
+
+
+def _interrogate(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import rli
+
+    out = args.out if args.out is not None else Path(f"{Path(args.policy).stem}-interrogation")
+    report = rli.interrogate(args.policy, args.env, target=args.target, layer=args.layer, sensors=args.sensors,
+                             probe_obs=args.probe_obs, polarity_obs=args.polarity_obs, episodes=args.episodes,
+                             seed=args.seed, n_obs=args.n_obs, tolerance=args.tolerance, candidates=args.candidates,
+                             method="greedy" if args.greedy else "ordered", trust=args.trust)
+    json_path, html_path = report.save(out, command=shlex.join(["rli", *argv]))
+    print(report)
+    figures = sorted(path.name for path in out.glob("*.png"))
+    print(f"\nwrote {html_path}, {json_path} and {len(figures)} figures ({', '.join(figures)})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rli`` console script; returns the exit code (0 ok, 1 bad input, 2 usage)."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``rli`` console script; returns the exit code (0 ok, 1 bad input, 2 usage, 130 interrupted).
+
+    Example:
+        >>> main(["--version"])  # doctest: +ELLIPSIS
+        rli ...
+        0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
     from rli.errors import RliError
 
     try:
-        return {"layers": _layers}[args.command](args)
+        if args.command == "interrogate":
+            return _interrogate(args, argv)
+        return {"layers": _layers, "probe": _probe}[args.command](args)
     except RliError as err:
-        print(f"rli: error: {err}", file=sys.stderr)
+        print(f"rli: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("rli: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

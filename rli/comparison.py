@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from rli import checks
 from rli.errors import RliError
 from rli.policy import Policy
 from rli.rollout import EnvSpec, EvalResult, evaluate
@@ -101,8 +104,12 @@ def compare(
     if intervention is None:
         raise RliError("compare() needs an intervention (e.g. rli.ablate(policy, 5, 'pc1', obs=obs)); "
                        "to evaluate without one use rli.evaluate")
-    if episodes < 2:
-        raise RliError(f"a paired comparison needs at least 2 episodes, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 2:
+        raise RliError(f"a paired comparison needs at least 2 episodes (an integer), got {episodes!r}")
+    seed = checks.seed(seed)
+    if baseline is not None and not isinstance(baseline, EvalResult):
+        raise RliError(f"baseline= must be an EvalResult from rli.evaluate on the same seeds, not "
+                       f"{type(baseline).__name__}")
     if baseline is None:
         baseline = evaluate(policy, env, episodes, seed, **evaluate_kwargs)
     elif len(baseline.seeds) != episodes or int(baseline.seeds[0]) != int(seed):

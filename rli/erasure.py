@@ -71,13 +71,17 @@ def concept_matrix(concept: Any, obs: Any, n: int, *, categorical: bool | None =
     else:
         if hasattr(concept, "detach"):
             concept = concept.detach().cpu().numpy()
-        values, name = np.asarray(concept), ""
+        try:
+            values, name = np.asarray(concept), ""
+        except (TypeError, ValueError):
+            raise RliError(f"the concept must be an array (n,) or (n, k), not a ragged {type(concept).__name__}") from None
     label = f" {name}" if name else ""
     if values.ndim not in (1, 2) or values.shape[0] != n:
         raise RliError(f"the concept has shape {values.shape} for {n} observations; give one value (n,) "
                        "or one row (n, k) per observation")
-    if values.dtype == object:
-        raise RliError("the concept has mixed or object values; give numbers or strings")
+    if values.dtype == object or values.dtype.kind == "c":
+        raise RliError(f"the concept has mixed or object values, or complex ones (dtype {values.dtype}); give real "
+                       "numbers or class labels")
     if categorical is None:
         categorical = values.dtype.kind in "biuUS"
     if categorical:
@@ -93,7 +97,7 @@ def concept_matrix(concept: Any, obs: Any, n: int, *, categorical: bool | None =
     if not np.all(np.isfinite(matrix)):
         raise RliError(f"the concept contains {int((~np.isfinite(matrix)).sum())} NaN/inf values; "
                        "drop those observations or fill the values")
-    if np.all(matrix.std(axis=0) == 0):
+    if np.all(matrix.max(axis=0) == matrix.min(axis=0)):
         raise RliError(f"the concept{label} is constant over these observations, so there is nothing to erase; "
                        "use observations where it varies")
     return matrix, name or f"a concept of {matrix.shape[1]} column{'s' if matrix.shape[1] > 1 else ''}"
@@ -122,6 +126,7 @@ def fit_leace(acts: Any, concept: Any) -> LeaceFit:
     precision = np.finfo(given.dtype if given.dtype in (np.float16, np.float32) else np.float64).eps
     x = given.astype(np.float64)
     z = np.asarray(concept, dtype=np.float64).reshape(x.shape[0], -1)
+    z = np.ldexp(z, -np.frexp(np.max(np.abs(z), axis=0))[1])  # exact per-column powers of two: no overflow below
     n, d = x.shape
     if n < 2:
         raise RliError("LEACE needs at least 2 observations to estimate covariances")

@@ -17,3 +17,8 @@ class RliError(ValueError):
         ...     print("rejected")
         rejected
     """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and "\n" in args[0]:
+            args = (" ".join(args[0].split()),)  # one line, even when it quotes a multi-line repr (an array)
+        super().__init__(*args)

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rli import checks
 from rli.capture import capture
 from rli.erasure import concept_matrix, fit_leace
 from rli.errors import RliError
@@ -204,7 +205,7 @@ def _projection(basis: np.ndarray, *, alpha: float, center: np.ndarray | None = 
 
 
 def _target(policy: Policy, spec: LayerSpec) -> Layer:
-    layer = policy.layer(spec)
+    layer = checks.policy(policy).layer(spec)
     if layer.width is None:
         raise RliError(f"layer {layer.name!r} does not run when the policy acts, so there is nothing to intervene on; "
                        "see `policy.layers` for the layers with a width")
@@ -220,9 +221,7 @@ def _activations(policy: Policy, layer: Layer, obs: Any) -> np.ndarray:
 
 
 def _finite(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-        raise RliError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
+    return checks.real(value, name)
 
 
 def _basis(policy: Policy, layer: Layer, direction: Any, acts: np.ndarray | None,
@@ -414,6 +413,8 @@ def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categoric
         True
     """
     target = _target(policy, layer)
+    if not (categorical is None or isinstance(categorical, (bool, np.bool_))):
+        raise RliError(f"categorical must be True, False or None (guess from the dtype), not {categorical!r}")
     acts = _activations(policy, target, obs)
     matrix, name = concept_matrix(concept, obs, acts.shape[0], categorical=categorical)
     fit = fit_leace(acts, matrix)

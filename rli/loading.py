@@ -28,10 +28,12 @@ import json
 import pickle
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +48,7 @@ ArchSpec = Any
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
                 "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
 _SB3_ESSENTIAL = ("observation_space", "action_space", "policy_class", "policy_kwargs")
+_MAX_SB3_DATA = 64 * 2**20
 _TRUST_HINT = "If you trust the file, pass trust=True (this runs code stored in it)"
 
 
@@ -81,8 +84,12 @@ def load_policy(
         >>> rli.load_policy(nn.Sequential(nn.Linear(28, 64), nn.Tanh(), nn.Linear(64, 4)))
         Policy(Sequential, obs (28,), 3 actor layers, fingerprint ...)
     """
+    if not isinstance(trust, (bool, np.bool_)):
+        raise RliError(f"trust must be True or False, not {trust!r} (a string such as 'false' would count as True)")
     if isinstance(src, Policy):
         return src.to(device)
+    _check_description(obs_shape, observation_space, action_space)
+    device = _device(device)
     if env is not None:
         observation_space, action_space, env_normalizer = _spaces_from_env(env, observation_space, action_space)
         if normalizer is None and env_normalizer is not None:
@@ -97,9 +104,35 @@ def load_policy(
     else:
         network, found_normalizer = _load_live(src, arch=arch, spec=spec)
         source = f"<{type(src).__name__}>"
-    network.root.to(device)
     chosen = _choose_normalizer(normalizer, found_normalizer)
-    return Policy(network, normalizer=chosen, source=source)
+    policy = Policy(network, normalizer=chosen, source=source).to(device)
+    try:
+        policy.layers  # one forward pass on zeros: a wrong obs_shape fails here, not at first use
+    except (RuntimeError, MemoryError, ValueError) as err:
+        raise RliError(f"a forward pass of the policy on zeros of shape (2, {', '.join(map(str, policy.obs_shape))}) "
+                       f"failed ({_first_line(err)}); pass the right obs_shape= (or observation_space=)") from None
+    return policy
+
+
+def _device(device: Any) -> torch.device:
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError, ValueError, OverflowError) as err:
+        raise RliError(f"device must be 'cpu' or 'cuda' (or a torch.device), not {device!r} ({_first_line(err)})") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise RliError(f"device {device!r} is not available: this torch has no usable CUDA; use device='cpu'")
+    return chosen
+
+
+def _check_description(obs_shape: Any, observation_space: Any, action_space: Any) -> None:
+    from gymnasium import spaces
+
+    if obs_shape is not None and not (isinstance(obs_shape, (tuple, list)) and obs_shape and all(
+            isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size > 0 for size in obs_shape)):
+        raise RliError(f"obs_shape must be a tuple of positive sizes such as (28,), not {obs_shape!r}")
+    for name, space in (("observation_space", observation_space), ("action_space", action_space)):
+        if space is not None and not isinstance(space, spaces.Space):
+            raise RliError(f"{name} must be a gymnasium space, not {type(space).__name__}")
 
 
 # ---------------------------------------------------------------------- live objects
@@ -249,17 +282,31 @@ def _sb3_algorithm_name(policy_class: type, data: Mapping[str, Any]) -> str:
 def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
     try:
         with zipfile.ZipFile(path) as archive:
+            size = archive.getinfo("data").file_size
+            if size > _MAX_SB3_DATA:
+                raise RliError(f"{path}: its 'data' entry unpacks to {size} bytes; SB3 writes a few kilobytes of JSON "
+                               "there, so the file is damaged or crafted")
             data = json.loads(archive.read("data"))
             policy_bytes = archive.read("policy.pth")
-    except (zipfile.BadZipFile, json.JSONDecodeError, KeyError, OSError) as err:
-        raise RliError(f"{path} is not a readable Stable-Baselines3 model ({err})") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError, OSError, EOFError,
+            zlib.error) as err:
+        raise RliError(f"{path} is not a readable Stable-Baselines3 model ({_first_line(err)})") from None
+    if not isinstance(data, dict):
+        raise RliError(f"{path} is not a readable Stable-Baselines3 model (its 'data' entry is not a JSON object)")
     decoded = {key: _decode_sb3_entry(path, key, data.get(key)) for key in _SB3_ESSENTIAL} if not trust else None
     if trust:
-        policy, algorithm = _load_sb3_trusted(path, data, device)
+        try:
+            policy, algorithm = _load_sb3_trusted(path, data, device)
+        except Exception as err:  # noqa: BLE001 — whatever SB3 trips over in a damaged file means the same
+            raise RliError(f"{path.name}: Stable-Baselines3 cannot load it ({type(err).__name__}: "
+                           f"{_first_line(err)}); the file may be damaged or from an incompatible SB3 version") from None
     else:
         policy_class = decoded["policy_class"]
         if not isinstance(policy_class, type) or not issubclass(policy_class, nn.Module):
             raise RliError(f"{path.name} does not name an SB3 policy class; is it an SB3 model?")
+        if not isinstance(decoded["policy_kwargs"] or {}, Mapping):
+            raise RliError(f"{path.name}: its policy_kwargs are a {type(decoded['policy_kwargs']).__name__}, not a "
+                           "dict; the file is damaged")
         kwargs = dict(decoded["policy_kwargs"] or {})
         from stable_baselines3.common.policies import ActorCriticPolicy
 
@@ -384,6 +431,16 @@ def _from_state_dict(obj: Mapping[str, Any], *, arch: ArchSpec, spec: dict, labe
     if arch is None:
         raise RliError(f"{label} holds bare weights ({len(state)} tensors); pass arch= (an nn.Module, a factory, "
                        "or {'mlp': [in, hidden..., out], 'activation': 'tanh'}) so rli knows the network")
+    if isinstance(arch, Mapping):
+        # shapes checked on a memoryless ("meta") build first: a spec naming absurd sizes (as a crafted
+        # file's metadata may) is refused instead of allocated
+        with torch.device("meta"):
+            expected = {key: tuple(value.shape) for key, value in build_arch(arch).state_dict().items()}
+        given = {key: tuple(value.shape) for key, value in state.items()}
+        if expected != given:
+            wrong = sorted(set(expected) ^ set(given)) or [k for k in expected if expected[k] != given[k]]
+            raise RliError(f"{label}: the weights do not fit the given arch (first difference at {wrong[0]!r}: "
+                           f"arch {expected.get(wrong[0])}, file {given.get(wrong[0])})")
     module = build_arch(arch)
     try:
         module.load_state_dict(state)
@@ -419,7 +476,8 @@ def build_arch(arch: ArchSpec) -> nn.Module:
         return copy.deepcopy(arch)
     if isinstance(arch, Mapping):
         sizes = arch.get("mlp")
-        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2 or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
             raise RliError(f"arch['mlp'] must list at least two positive layer sizes, got {sizes!r}")
         activation = str(arch.get("activation", "tanh")).lower()
         output = arch.get("output_activation")
@@ -427,7 +485,11 @@ def build_arch(arch: ArchSpec) -> nn.Module:
             raise RliError(f"unknown activation in arch; choose from {', '.join(sorted(_ACTIVATIONS))}")
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(nn.Linear(fan_in, fan_out))
+            try:
+                layers.append(nn.Linear(fan_in, fan_out))
+            except (RuntimeError, MemoryError):
+                raise RliError(f"arch['mlp'] = {sizes} needs a {fan_out}×{fan_in} weight matrix, more memory than "
+                               "there is; check the layer sizes") from None
             if i < len(sizes) - 2:
                 layers.append(_ACTIVATIONS[activation]())
         if output is not None:

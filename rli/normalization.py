@@ -31,8 +31,16 @@ class ObsNormalizer:
     source: str = field(default="given", compare=False)
 
     def __post_init__(self) -> None:
-        mean = np.asarray(self.mean, dtype=np.float64)
-        var = np.asarray(self.var, dtype=np.float64)
+        try:
+            mean = np.asarray(self.mean, dtype=np.float64)
+            var = np.asarray(self.var, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise RliError(f"normaliser mean and var must be arrays of numbers ({err})") from None
+        for name in ("clip", "epsilon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+                    not value >= 0 or not np.isfinite(value):
+                raise RliError(f"normaliser {name} must be a finite non-negative number, got {value!r}")
         if mean.shape != var.shape:
             raise RliError(
                 f"normaliser mean has shape {mean.shape} but var has shape {var.shape}; "

@@ -6,6 +6,7 @@ import copy
 import hashlib
 import itertools
 import json
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -13,22 +14,32 @@ from typing import Any
 
 import numpy as np
 
+from rli import checks
 from rli.errors import RliError
 
 LabelFn = Callable[..., Mapping[str, Any]]
 
 
 def _as_label(name: str, values: Any, n: int) -> np.ndarray:
-    arr = np.asarray(values)
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError):
+        raise RliError(f"label {name!r} is a ragged {type(values).__name__}; give one value (or a row of equal "
+                       "length) per observation") from None
     if arr.ndim == 0 or arr.shape[0] != n:
         raise RliError(f"label {name!r} has {arr.shape[0] if arr.ndim else 'a scalar'} values for {n} observations; "
                        "give one value (or row) per observation")
-    if arr.dtype == object:
-        raise RliError(f"label {name!r} has mixed or object values; give numbers or strings")
+    if arr.dtype == object or arr.dtype.kind == "c":
+        raise RliError(f"label {name!r} has mixed, object or complex values (dtype {arr.dtype}); give real numbers "
+                       "or strings")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         bad = int((~np.isfinite(arr)).sum())
         raise RliError(f"label {name!r} contains {bad} NaN/inf values; drop those observations or fill the labels")
     return arr
+
+
+class _OutOfRange(RliError, IndexError):
+    """An observation index past the end (an IndexError too, so iterating an ObsSet stops there)."""
 
 
 class ObsSet:
@@ -48,9 +59,15 @@ class ObsSet:
 
     def __init__(self, obs: Any, labels: Mapping[str, Any] | None = None, *,
                  meta: Mapping[str, Any] | None = None) -> None:
-        arr = np.asarray(obs)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise RliError(f"observations must be numeric, got dtype {arr.dtype}")
+        if hasattr(obs, "detach"):
+            obs = obs.detach().cpu().numpy()
+        try:
+            arr = np.asarray(obs)
+        except (TypeError, ValueError):
+            raise RliError(f"observations must be an array (n, *obs_shape), not a ragged {type(obs).__name__}") from None
+        if arr.dtype == object or arr.dtype.kind == "c" or not (np.issubdtype(arr.dtype, np.number) or
+                                                                 arr.dtype == np.bool_):
+            raise RliError(f"observations must be numeric (real numbers), got dtype {arr.dtype}")
         if arr.ndim < 2:
             raise RliError(f"observations must be a batch of shape (n, *obs_shape); got shape {arr.shape}. "
                            "For a single observation use obs[None]")
@@ -58,6 +75,10 @@ class ObsSet:
             bad = ~np.isfinite(arr)
             raise RliError(f"observations contain {int(bad.sum())} NaN/inf values (first in row "
                            f"{int(np.argwhere(bad)[0][0])}); drop or clean those rows")
+        if labels is not None and not isinstance(labels, Mapping):
+            raise RliError(f"labels must be a mapping {{name: values}}, not {type(labels).__name__}")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise RliError(f"meta must be a mapping, not {type(meta).__name__}")
         self._obs = arr
         self._labels = {str(name): _as_label(str(name), values, arr.shape[0]) for name, values in (labels or {}).items()}
         self.meta: dict[str, Any] = dict(meta or {})
@@ -84,8 +105,18 @@ class ObsSet:
         return self._obs.shape[0]
 
     def __getitem__(self, index: Any) -> ObsSet:
+        if isinstance(index, (bool, np.bool_)) or not (
+                isinstance(index, (int, np.integer, slice)) or _index_array(index)):
+            raise RliError(f"index an ObsSet with an int, a slice, or an array of ints or booleans, not {index!r}; "
+                           "for a label use obs.labels[name]")
         if isinstance(index, (int, np.integer)):
+            if not -len(self) <= index < len(self):
+                raise _OutOfRange(f"observation {index} is out of range for {len(self)} observations")
             index = slice(int(index), int(index) + 1 if int(index) != -1 else None)
+        try:
+            self._obs[index]
+        except IndexError as err:
+            raise _OutOfRange(f"cannot index {len(self)} observations with {index!r}: {err}") from None
         return ObsSet(self._obs[index], {k: v[index] for k, v in self._labels.items()}, meta=self.meta)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -128,17 +159,31 @@ class ObsSet:
         base_arr = np.asarray(base, dtype=np.float64 if np.asarray(base).dtype.kind in "iub" else None)
         if base_arr.ndim != 1:
             raise RliError(f"base must be one flat observation, got shape {base_arr.shape}")
+        if base_arr.dtype.kind != "f":
+            raise RliError(f"base must be an observation of real numbers, got dtype {base_arr.dtype}")
+        if not isinstance(axes, Mapping):
+            raise RliError(f"axes must map observation indices to values ({{9: np.linspace(-6, 0, 80)}}), "
+                           f"not {type(axes).__name__}")
         if not axes:
             raise RliError("axes is empty; give at least one {index: values}")
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in axes):
+            raise RliError(f"axes keys must be observation indices (ints), got {list(axes)!r}")
         indices = [int(i) for i in axes]
         for i in indices:
             if not -base_arr.size <= i < base_arr.size:
                 raise RliError(f"grid axis {i} is outside the observation (indices 0..{base_arr.size - 1})")
-        values = [np.asarray(v, dtype=base_arr.dtype).ravel() for v in axes.values()]
+        try:
+            values = [np.asarray(v, dtype=base_arr.dtype).ravel() for v in axes.values()]
+        except (TypeError, ValueError) as err:
+            raise RliError(f"grid axis values must be numbers ({err})") from None
         if any(v.size == 0 for v in values):
             raise RliError("every grid axis needs at least one value")
-        mesh = np.meshgrid(*values, indexing="ij")
-        obs = np.repeat(base_arr[None], mesh[0].size, axis=0)
+        try:
+            mesh = np.meshgrid(*values, indexing="ij")
+            obs = np.repeat(base_arr[None], mesh[0].size, axis=0)
+        except (ValueError, MemoryError):
+            size = int(np.prod([float(v.size) for v in values]))
+            raise RliError(f"a grid of {size} observations does not fit in memory; use fewer values per axis") from None
         labels: dict[str, Any] = {}
         for i, m in zip(indices, mesh):
             obs[:, i] = m.ravel()
@@ -170,10 +215,12 @@ class ObsSet:
             space = space.observation_space
         if not isinstance(space, spaces.Space):
             raise RliError(f"sample() needs a gymnasium space or a policy that has one, not {type(space).__name__}")
-        if n < 1:
-            raise RliError(f"n must be at least 1, got {n}")
+        n, seed = checks.count(n, "n"), checks.seed(seed)
         if isinstance(space, spaces.Box):
-            obs = _sample_box(space, n, np.random.default_rng(seed))
+            try:
+                obs = _sample_box(space, n, np.random.default_rng(seed))
+            except (ValueError, MemoryError):
+                raise RliError(f"n={n} observations of shape {space.shape} do not fit in memory; sample fewer") from None
         else:
             local = copy.deepcopy(space)
             local.seed(seed)
@@ -201,8 +248,10 @@ class ObsSet:
         """
         from rli.envs_util import make_env
 
-        if n < 1:
-            raise RliError(f"n must be at least 1, got {n}")
+        n, seed = checks.count(n, "n"), checks.seed(seed)
+        checks.policy(policy)
+        if max_episode_steps is not None:
+            checks.count(max_episode_steps, "max_episode_steps")
         environment, owned = make_env(env)
         rows, rows_labels = [], []
         state = None
@@ -235,24 +284,39 @@ class ObsSet:
     # --------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
         """Write to a ``.npz`` (observations, labels, meta as JSON); returns the path written."""
-        path = Path(path)
+        path = _path(path)
+        if path.is_dir():
+            raise RliError(f"{path} is a directory; give a file name such as {path / 'obs.npz'}")
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
-        arrays = {"obs": self._obs, "meta": np.asarray(json.dumps(self.meta))}
+        try:
+            arrays = {"obs": self._obs, "meta": np.asarray(json.dumps(self.meta))}
+        except (TypeError, ValueError) as err:
+            raise RliError(f"meta must hold JSON data (numbers, strings, lists, dicts) to be saved ({err})") from None
         arrays.update({f"label:{name}": values for name, values in self._labels.items()})
-        np.savez_compressed(path, **arrays)
+        try:
+            np.savez_compressed(path, **arrays)
+        except OSError as err:
+            raise RliError(f"cannot write {path} ({err})") from None
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ObsSet:
         """Read an ``.npz`` written by :meth:`save` (never unpickles)."""
+        path = _path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise RliError(f"{path} is a single .npy array, not an .npz written by ObsSet.save; "
+                               "build one with rli.ObsSet(np.load(path)) instead")
+            with data:
                 if "obs" not in data.files:
                     raise RliError(f"{path} has no 'obs' array; it was not written by ObsSet.save "
                                    "(build one with rli.ObsSet(obs, labels) instead)")
                 labels = {k[len("label:"):]: data[k] for k in data.files if k.startswith("label:")}
                 meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+                if not isinstance(meta, dict):
+                    raise RliError(f"{path}: its 'meta' entry is not a JSON object; it was not written by ObsSet.save")
                 return cls(data["obs"], labels, meta=meta)
         except FileNotFoundError:
             raise RliError(f"no such file: {path}") from None
@@ -260,8 +324,25 @@ class ObsSet:
             if isinstance(err, RliError):
                 raise
             raise RliError(f"{path} is not a readable ObsSet .npz ({err})") from None
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
             raise RliError(f"{path} is not a readable ObsSet .npz ({err})") from None
+
+
+def _index_array(index: Any) -> bool:
+    """Whether ``index`` is a list or array of ints or booleans (or empty)."""
+    if not isinstance(index, (list, np.ndarray, range)):
+        return False
+    try:
+        arr = np.asarray(index)
+    except (TypeError, ValueError):
+        return False
+    return arr.dtype.kind in "biu" or arr.size == 0
+
+
+def _path(path: Any) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise RliError(f"path must be a file name (str or pathlib.Path), not {type(path).__name__}")
+    return Path(path)
 
 
 def _sample_box(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:

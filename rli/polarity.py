@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rli import stats
+from rli import checks, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
 from rli.errors import RliError
 from rli.observations import ObsSet
@@ -29,6 +29,7 @@ from rli.probes import (
     _options,
     _ridge_outcomes,
     _target,
+    target_exponent,
 )
 
 
@@ -50,9 +51,14 @@ def negate_sensors(obs: Any, indices: int | Sequence[int]) -> Any:
     arr = obs.obs if isinstance(obs, ObsSet) else obs
     if isinstance(arr, torch.Tensor):
         arr = arr.detach().cpu().numpy()
-    arr = np.array(arr, copy=True)
+    try:
+        arr = np.array(arr, copy=True)
+    except (TypeError, ValueError):
+        raise RliError(f"observations must be an array (n, *obs_shape), not a ragged {type(arr).__name__}") from None
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.signedinteger)):
         raise RliError(f"cannot negate observations of dtype {arr.dtype}; negate_sensors needs signed numbers")
+    if arr.size == 0:
+        raise RliError(f"no observations to negate (shape {arr.shape})")
     flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr.reshape(1, -1)
     flat[:, _sensor_indices(indices, flat.shape[1])] *= -1
     if isinstance(obs, ObsSet):
@@ -61,7 +67,10 @@ def negate_sensors(obs: Any, indices: int | Sequence[int]) -> Any:
 
 
 def _sensor_indices(indices: Any, size: int) -> np.ndarray:
-    raw = np.atleast_1d(np.asarray(indices))
+    try:
+        raw = np.atleast_1d(np.asarray(indices))
+    except (TypeError, ValueError):
+        raw = np.zeros(0)
     if raw.size == 0 or raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
         raise RliError(f"sensors must be an observation index or a list of them, got {indices!r}")
     bad = raw[(raw < -size) | (raw >= size)]
@@ -156,9 +165,11 @@ def polarity_test(
     """
     opts = _options(kind="ridge", controls=False, folds=folds, seed=seed, alphas=alphas, standardize=standardize,
                     control_seeds=1, chunk_size=chunk_size, pool=pool)
+    checks.policy(policy)
     y, name = _target(obs, target, "ridge")
     if y.shape[1] != 1:
         raise RliError(f"polarity_test takes one target column; target {name!r} has {y.shape[1]}")
+    y = np.ldexp(y, -target_exponent(y))  # exact rescaling; only scale-free numbers come out
     n = len(y)
     length = _obs_length(obs)
     if length is not None and length != n:

@@ -158,7 +158,12 @@ class Policy:
 
     def to(self, device: str | torch.device) -> Policy:
         """Move the network to ``device`` (results stay numpy arrays on the CPU); returns ``self``."""
-        self.module.to(device)
+        try:
+            self.module.to(torch.device(device))
+        except (RuntimeError, AssertionError, TypeError, ValueError, OverflowError) as err:
+            text = str(err).strip().splitlines()
+            raise RliError(f"cannot run the policy on device {device!r} ({text[0] if text else type(err).__name__}); "
+                           "use 'cpu', or 'cuda' on a machine with a CUDA build of torch") from None
         return self
 
     @property
@@ -304,8 +309,10 @@ class Policy:
             arr = np.asarray(arr)
         except (ValueError, TypeError) as err:
             raise RliError(f"observations must be a numeric array; got {type(obs).__name__} ({err})") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-            raise RliError(f"observations must be numeric, got dtype {arr.dtype}; convert them with np.asarray(obs, float)")
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or \
+                np.issubdtype(arr.dtype, np.complexfloating):
+            raise RliError(f"observations must be numeric (real numbers), got dtype {arr.dtype}; convert them with "
+                           "np.asarray(obs, float)")
         if arr.shape == self.obs_shape:
             arr = arr[None]
         if arr.ndim != len(self.obs_shape) + 1 or tuple(arr.shape[1:]) != self.obs_shape:
@@ -320,15 +327,20 @@ class Policy:
                 row = int(np.argwhere(bad)[0][0])
                 raise RliError(f"observations contain {int(bad.sum())} NaN/inf values (first in row {row}); "
                                "drop or clean those rows before using them")
+        net_dtype = self._net.obs_dtype
+        if self.normalizer is None and np.issubdtype(net_dtype, np.floating) and arr.dtype != np.bool_:
+            largest = max(float(arr.max()), -float(arr.min()))
+            if largest > float(np.finfo(net_dtype).max):
+                raise RliError(f"observations reach {largest:.3g}, beyond the largest {net_dtype} the network takes "
+                               f"({np.finfo(net_dtype).max:.3g}); rescale or clip them")
         return arr
 
     def _tensor(self, obs: np.ndarray) -> torch.Tensor:
         """Normalise (if the policy has a normaliser) and move a validated batch to the network's device."""
         if self.normalizer is not None:
             obs = self.normalizer(obs)
-        if np.issubdtype(obs.dtype, np.floating) and obs.dtype != self._net.obs_dtype and \
-                np.issubdtype(self._net.obs_dtype, np.floating):
-            obs = obs.astype(self._net.obs_dtype)
+        if obs.dtype != self._net.obs_dtype and np.issubdtype(self._net.obs_dtype, np.floating):
+            obs = obs.astype(self._net.obs_dtype)  # ints and bools too: a float network cannot multiply them
         if not obs.flags.writeable:  # read-only memmaps: torch wants memory it may write to
             obs = np.array(obs)
         return torch.as_tensor(obs, device=self.device)
@@ -354,6 +366,8 @@ class Policy:
         observation from a fresh hidden state; use :meth:`step` to carry state.
         """
         arr = self.prepare_obs(obs)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise RliError(f"chunk_size must be a positive integer (observations per forward pass), got {chunk_size!r}")
         with self.inference():
             return np.concatenate([self.act_prepared(arr[start:start + chunk_size])
                                    for start in range(0, arr.shape[0], chunk_size)])

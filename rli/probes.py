@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from rli import stats
+from rli import checks, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
 from rli.errors import RliError
 from rli.network import Network
@@ -41,6 +41,8 @@ from rli.policy import Layer, LayerSpec, Policy
 
 KINDS = ("ridge", "lasso", "mlp", "logistic")
 MAX_RIDGE_WIDTH = 4096
+MAX_CONTROL_SEEDS = 100
+_SK_RANGE = (1e-100, 1e100)
 _RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
 _LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 _MLP_HIDDEN = (64,)
@@ -373,7 +375,15 @@ def probe_layers(
         >>> len(profile), profile.routing[0], profile[0].r2 > 0.99
         (3, 'neutral', True)
     """
-    specs = list(policy.actor_layers) if layers is None else list(layers)
+    checks.policy(policy)
+    if layers is None:
+        specs = list(policy.actor_layers)
+    elif isinstance(layers, (int, np.integer, str, Layer)):
+        specs = [layers]
+    elif isinstance(layers, Sequence):
+        specs = list(layers)
+    else:
+        raise RliError(f"layers must be a list of layers (or None for the whole actor trunk), not {layers!r}")
     if not specs:
         raise RliError("layers is empty; pass None for the whole actor trunk or a list of layers")
     opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool)
@@ -396,21 +406,27 @@ class _Options:
 
 def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, standardize: bool,
              control_seeds: int, chunk_size: int, pool: Pool) -> _Options:
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise RliError(f"unknown probe kind {kind!r}; choose one of {', '.join(KINDS)}")
     if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
         raise RliError(f"folds must be an integer of at least 2 (K of the K-fold split), got {folds!r}")
-    if not isinstance(control_seeds, (int, np.integer)) or control_seeds < 1:
-        raise RliError(f"control_seeds must be a positive integer, got {control_seeds!r}")
+    checks.count(control_seeds, "control_seeds", maximum=MAX_CONTROL_SEEDS,
+                 hint=" (each one is an untrained network and a label shuffle)")
+    checks.seed(seed)
+    checks.count(chunk_size, "chunk_size", hint=" (observations per forward pass)")
     if alphas is not None:
-        grid = tuple(float(a) for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64)))
+        try:
+            values = np.asarray(alphas, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = np.asarray([np.nan])
+        grid = tuple(float(a) for a in np.atleast_1d(values)) if values.ndim <= 1 else ()
         if not grid or not all(math.isfinite(a) and a > 0 for a in grid):
-            raise RliError(f"alphas must be positive finite penalties, got {alphas!r}")
+            raise RliError(f"alphas must be positive finite penalties (a number or a list of them), got {alphas!r}")
         if kind == "mlp" and len(grid) > 1:
             raise RliError("an mlp probe takes one alpha (its L2 penalty), not a grid")
         alphas = grid
-    return _Options(kind, bool(controls), int(folds), int(seed), alphas, bool(standardize), int(control_seeds),
-                    int(chunk_size), pool)
+    return _Options(kind, checks.flag(controls, "controls"), int(folds), int(seed), alphas,
+                    checks.flag(standardize, "standardize"), int(control_seeds), int(chunk_size), pool)
 
 
 # ----------------------------------------------------------------------------------------- target
@@ -424,13 +440,19 @@ def _target(obs: Any, target: Any, kind: str) -> tuple[np.ndarray, str]:
     else:
         if isinstance(target, torch.Tensor):
             target = target.detach().cpu().numpy()
-        values, name = np.asarray(target), "target"
+        try:
+            values, name = np.asarray(target), "target"
+        except (TypeError, ValueError):
+            raise RliError(f"target must be an array with one value (or one row of outputs) per observation, "
+                           f"not a ragged {type(target).__name__}") from None
     if values.ndim == 0 or values.ndim > 2 or values.size == 0:
         raise RliError(f"target must have one value (or one row of outputs) per observation; got shape {values.shape}")
     if kind == "logistic":
         return _classes(values, name), name
-    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
-        raise RliError(f"target {name!r} is not numeric (dtype {values.dtype}); for class labels use kind='logistic'")
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_) or \
+            np.issubdtype(values.dtype, np.complexfloating):
+        raise RliError(f"target {name!r} is not numeric (dtype {values.dtype}); give real numbers, or class labels "
+                       "with kind='logistic'")
     y = values.astype(np.float64).reshape(len(values), -1)
     bad = ~np.isfinite(y)
     if bad.any():
@@ -447,6 +469,9 @@ def _target(obs: Any, target: Any, kind: str) -> tuple[np.ndarray, str]:
 def _classes(values: np.ndarray, name: str) -> np.ndarray:
     if values.ndim != 1:
         raise RliError(f"a logistic probe takes one column of class labels; target {name!r} has shape {values.shape}")
+    if values.dtype == object or np.issubdtype(values.dtype, np.complexfloating):
+        raise RliError(f"target {name!r} has mixed, object or complex values (dtype {values.dtype}); give class "
+                       "labels as integers or strings")
     if np.issubdtype(values.dtype, np.floating):
         if not np.all(np.isfinite(values)):
             raise RliError(f"target {name!r} contains NaN/inf values; drop those observations")
@@ -485,6 +510,8 @@ def _shuffled(y: np.ndarray, seed: int, i: int) -> np.ndarray:
 
 
 def _obs_length(obs: Any) -> int | None:
+    if isinstance(obs, (np.ndarray, torch.Tensor)) and obs.ndim == 0:
+        return None  # a scalar: rejected with the other observation checks
     if isinstance(obs, (ObsSet, np.ndarray, torch.Tensor)):
         return len(obs)
     if isinstance(obs, Sequence) and not isinstance(obs, (str, bytes)):
@@ -725,6 +752,17 @@ def _ridge_outcomes(m: _Moments, groups: Sequence[slice], opts: _Options, standa
     return out
 
 
+def target_exponent(y: np.ndarray) -> int:
+    """The power of two that brings ``max |y|`` into [0.5, 1).
+
+    Ridge sums squares of the target, which overflow (or underflow to 0, faking a
+    perfect fit) for targets near float64's limits; dividing by a power of two is
+    exact, so R², the chosen penalty and the rescaled weights are bit-identical to
+    the unscaled computation wherever that one stays in range.
+    """
+    return int(np.frexp(np.max(np.abs(y)))[1])
+
+
 def _check_ridge_width(layer: Layer, pool: Pool) -> None:
     pooled = pool == "channel" and layer.shape is not None and len(layer.shape) > 1
     width = layer.shape[0] if pooled else layer.width
@@ -739,6 +777,8 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
     n, k = y.shape
     for layer in layers:
         _check_ridge_width(layer, opts.pool)
+    exponent = target_exponent(y)
+    y = np.ldexp(y, -exponent)
     seeds = opts.control_seeds if opts.controls else 0
     y_all = np.hstack([y] + [_shuffled(y, opts.seed, i) for i in range(seeds)])
     names = [layer.name for layer in layers]
@@ -776,7 +816,9 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
     raw_outcome = _ridge_outcomes(raw, main, opts, standardize=True)[0] if raw is not None else None
     for name in names:
         outcomes = _ridge_outcomes(trained[name], main + shuffled_groups, opts, opts.standardize)
-        results[name] = outcomes[0]._replace(notes=raw_note)
+        fit = outcomes[0]
+        results[name] = fit._replace(coef=np.ldexp(fit.coef, exponent), notes=raw_note, intercept=(
+            float(np.ldexp(fit.intercept, exponent)) if np.ndim(fit.intercept) == 0 else np.ldexp(fit.intercept, exponent)))
         if opts.controls:
             controls[name] = {
                 "untrained": [_ridge_outcomes(m[name], main, opts, opts.standardize)[0] for m in untrained],
@@ -871,6 +913,12 @@ def _sk_weights(model: Any, kind: str) -> tuple[np.ndarray | None, Any, float | 
 def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: np.ndarray,
             opts: _Options) -> tuple[dict[str, _Outcome], dict[str, dict[str, list[_Outcome]]]]:
     names = [layer.name for layer in layers]
+    if opts.kind != "logistic":
+        largest = float(np.max(np.abs(y)))
+        if not _SK_RANGE[0] <= largest <= _SK_RANGE[1]:
+            raise RliError(f"the target reaches {largest:.3g} in magnitude; a {opts.kind} probe (scikit-learn, "
+                           f"float64) needs it within {_SK_RANGE[0]:g}..{_SK_RANGE[1]:g}: rescale the target "
+                           "(R² does not depend on its units), or use kind='ridge', which rescales it itself")
     arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
     acts = capture(policy, arr, names, chunk_size=opts.chunk_size, pool=opts.pool)
     results = {name: _sk_outcome(acts[name], y, ids, opts, opts.standardize) for name in names}

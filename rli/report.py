@@ -22,30 +22,46 @@ table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{padding:.25r
 border-bottom:1px solid #eee;vertical-align:top}th{background:#f5f5f5}td.num{text-align:right;
 font-variant-numeric:tabular-nums}.pass{color:#11772d;font-weight:600}.fail{color:#b3261e;font-weight:600}
 .meta{color:#555;font-size:.85rem}pre{background:#f7f7f7;padding:.6rem;overflow-x:auto;font-size:.85rem}
-figure{margin:1rem 0}figcaption{color:#555;font-size:.85rem}img{max-width:100%}
+figure{margin:1rem 0}figcaption{color:#555;font-size:.85rem;max-width:60rem}img{max-width:100%;height:auto}
+ul{padding-left:1.4rem}li{margin:.25rem 0}.scroll{overflow-x:auto}
 """
 
 
 @dataclass
 class Section:
-    """One part of a report page: a heading, paragraphs, tables, figures and preformatted text."""
+    """One part of a report page: a heading, paragraphs, a list, tables, figures and preformatted text.
+
+    ``items`` are list entries: a string, or ``(lead, text)`` with the lead in bold.
+    Figures are ``(png_path, caption)``, embedded as data URIs. All text is escaped.
+
+    Example:
+        >>> html_text = Section("Steps", items=[("1. Probing", "R² 0.98"), "done"]).to_html()
+        >>> "<li><strong>1. Probing</strong> R² 0.98</li>" in html_text
+        True
+    """
 
     title: str
     paragraphs: list[str] = field(default_factory=list)
+    items: list[str | tuple[str, str]] = field(default_factory=list)
     tables: list[tuple[Sequence[str], Sequence[Sequence[Any]]]] = field(default_factory=list)
     figures: list[tuple[Path, str]] = field(default_factory=list)
     preformatted: list[str] = field(default_factory=list)
 
     def to_html(self) -> str:
         """The section as HTML (figures embedded as data URIs)."""
-        parts = [f"<h2>{html.escape(self.title)}</h2>"]
+        parts = [f"<section><h2>{html.escape(self.title)}</h2>"]
         parts += [f"<p>{html.escape(text)}</p>" for text in self.paragraphs]
-        parts += [table_html(headers, rows) for headers, rows in self.tables]
+        if self.items:
+            entries = (f"<li><strong>{html.escape(item[0])}</strong> {html.escape(item[1])}</li>"
+                       if isinstance(item, tuple) else f"<li>{html.escape(item)}</li>" for item in self.items)
+            parts.append(f"<ul>{''.join(entries)}</ul>")
         for path, caption in self.figures:
             data = base64.b64encode(Path(path).read_bytes()).decode()
             parts.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        parts += [f'<div class="scroll">{table_html(headers, rows)}</div>' for headers, rows in self.tables]
         parts += [f"<pre>{html.escape(text)}</pre>" for text in self.preformatted]
+        parts.append("</section>")
         return "\n".join(parts)
 
 

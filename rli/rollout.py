@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rli import checks
 from rli.errors import RliError
 from rli.policy import Policy
 
@@ -67,8 +68,23 @@ def _env_factory(env: EnvSpec) -> tuple[Callable[[], Any], str, bool]:
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         return (lambda: env), name, False
     if callable(env):
-        return env, getattr(env, "__name__", type(env).__name__), True
+        return _CheckedFactory(env), getattr(env, "__name__", type(env).__name__), True
     raise RliError(f"env must be a gymnasium id, a zero-argument factory or a gymnasium.Env, not {type(env).__name__}")
+
+
+class _CheckedFactory:
+    """A user's env factory whose product is checked, so a wrong one fails here and not deep inside gymnasium."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.factory = factory
+
+    def __call__(self) -> Any:
+        import gymnasium as gym
+
+        made = self.factory()
+        if not isinstance(made, gym.Env):
+            raise RliError(f"the environment factory returned {type(made).__name__}, not a gymnasium.Env")
+        return made
 
 
 def _describe(intervention: Any) -> str | None:
@@ -133,21 +149,28 @@ def evaluate(
     """
     from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
-    if not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise RliError(f"episodes must be a positive integer, got {episodes!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise RliError(f"seed must be an integer, got {seed!r}")
-    if max_steps is not None and max_steps < 1:
-        raise RliError(f"max_steps must be positive, got {max_steps}")
+    checks.policy(policy)
+    checks.flag(asynchronous, "asynchronous")
+    episodes = checks.count(episodes, "episodes", maximum=MAX_EPISODES)
+    seed = checks.seed(seed)
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer))
+                                  or max_steps < 1):
+        raise RliError(f"max_steps must be positive (an integer number of steps per episode), got {max_steps!r}")
+    if n_envs is not None:
+        checks.count(n_envs, "n_envs", hint=" (environments stepped together)")
+    items = intervention if isinstance(intervention, (list, tuple)) else [intervention]
+    for item in items:
+        if item is not None and not (hasattr(item, "__enter__") and hasattr(item, "__exit__")):
+            raise RliError(f"intervention must be an rli intervention (rli.ablate(...), ...) or a list of them, "
+                           f"not {type(item).__name__}")
     factory, name, shareable = _env_factory(env)
     slots = int(min(episodes, n_envs or min(episodes, 8)))
-    if slots < 1:
-        raise RliError(f"n_envs must be positive, got {n_envs}")
     if not shareable and slots > 1:
         raise RliError("a gymnasium.Env instance cannot be copied into several vector slots; pass its id or a "
                        "factory (e.g. lambda: MyWrapper(gym.make(...))) to use n_envs > 1, or n_envs=1")
     vector_cls = AsyncVectorEnv if asynchronous else SyncVectorEnv
     envs = vector_cls([factory] * slots, autoreset_mode=AutoresetMode.DISABLED)
+    completed = False
     try:
         if envs.single_observation_space.shape != policy.obs_shape:
             raise RliError(f"{name} observations have shape {envs.single_observation_space.shape} but the policy takes "
@@ -159,14 +182,17 @@ def evaluate(
                     stack.enter_context(item)
             returns, lengths, capped = _run(policy, envs, episodes, int(seed), slots, max_steps,
                                             stack.enter_context(_progress(episodes, progress, f"evaluate {name}")))
+        completed = True
     finally:
         if shareable:
-            envs.close()
+            # after an error or an interrupt a worker may be mid-step: terminate, never wait on it
+            envs.close(terminate=not completed)
     return EvalResult(returns=returns, lengths=lengths, seeds=int(seed) + np.arange(episodes), env=name,
                       intervention=_describe(intervention), truncated_by_max_steps=capped)
 
 
 BLOCK = 16
+MAX_EPISODES = 10**9
 
 
 def _pad_rows(values: Any, rows: int, dim: int = 0) -> Any:

@@ -10,13 +10,23 @@ from rli.errors import RliError
 
 
 def _centred(values: Any, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    try:
+        given = np.asarray(values)
+    except (TypeError, ValueError):
+        raise RliError(f"{name} must be an activation matrix (n × d), not a ragged {type(values).__name__}") from None
+    if given.dtype.kind not in "biuf":
+        raise RliError(f"{name} must be an activation matrix (n × d) of real numbers, got dtype {given.dtype}")
+    arr = given.astype(np.float64)
     if arr.ndim == 1:
         arr = arr[:, None]
-    if arr.ndim != 2:
-        raise RliError(f"{name} must be an activation matrix (n × d), got shape {arr.shape}")
+    if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise RliError(f"{name} must be an activation matrix (n × d) of at least 2 observations, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise RliError(f"{name} contains NaN/inf values; capture activations from finite observations")
+    if arr.size:  # an exact power of two: CKA ignores scale, and the products stay inside float64's range
+        arr = np.ldexp(arr, -int(np.frexp(np.max(np.abs(arr)))[1]))
     centred = arr - arr.mean(axis=0)
     if not np.any(centred):
         raise RliError(f"{name} is constant over the observations, so its similarity to anything is undefined; "

@@ -16,13 +16,16 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from rli import checks
 from rli.errors import RliError
 
 
 def _sample(values: Any, name: str, minimum: int = 2) -> np.ndarray:
     try:
+        if np.asarray(values).dtype.kind not in "biuf":
+            raise TypeError
         arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise RliError(f"{name} must be a sequence of numbers, not {type(values).__name__}") from None
     if arr.ndim != 1:
         raise RliError(f"{name} must be one-dimensional (one value per episode, fold or seed); got shape {arr.shape}")
@@ -30,11 +33,32 @@ def _sample(values: Any, name: str, minimum: int = 2) -> np.ndarray:
         raise RliError(f"{name} needs at least {minimum} values, got {arr.size}; collect more samples")
     if not np.all(np.isfinite(arr)):
         raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; drop or fix them first")
+    largest = float(np.max(np.abs(arr)))
+    if largest > _MAGNITUDE:
+        raise RliError(f"{name} reach {largest:.3g} in magnitude; their sums of squares overflow float64, so keep "
+                       f"them within ±{_MAGNITUDE:g} (rescale them: the statistics scale with them)")
     return arr
 
 
+_MAGNITUDE = 1e150
+
+
+def _exponent(*arrays: np.ndarray) -> int:
+    """The power of two that brings the largest magnitude into [0.5, 1).
+
+    Dividing by it is exact (bit-identical results for ordinary data) and keeps the
+    squares of tiny values (say 1e-310) from underflowing to zero, which would fake a
+    zero spread: an infinite t statistic, a NaN interval.
+    """
+    return int(np.frexp(max(float(np.max(np.abs(a))) for a in arrays))[1])
+
+
+def _unscaled(interval: tuple[float, float], exponent: int) -> tuple[float, float]:
+    return float(np.ldexp(interval[0], exponent)), float(np.ldexp(interval[1], exponent))
+
+
 def _check_confidence(confidence: float) -> None:
-    if not 0.0 < confidence < 1.0:
+    if not 0.0 < checks.real(confidence, "confidence") < 1.0:
         raise RliError(f"confidence must be between 0 and 1 (e.g. 0.95), got {confidence}")
 
 
@@ -49,7 +73,9 @@ def t_interval(values: Any, *, confidence: float = 0.95) -> tuple[float, float]:
     """
     arr = _sample(values, "values")
     _check_confidence(confidence)
-    return _mean_interval(arr, arr.std(ddof=1) / math.sqrt(arr.size), confidence)
+    exponent = _exponent(arr)
+    arr = np.ldexp(arr, -exponent)
+    return _unscaled(_mean_interval(arr, arr.std(ddof=1) / math.sqrt(arr.size), confidence), exponent)
 
 
 def cv_interval(fold_scores: Any, *, test_train_ratio: float | None = None,
@@ -71,10 +97,15 @@ def cv_interval(fold_scores: Any, *, test_train_ratio: float | None = None,
     """
     arr = _sample(fold_scores, "fold_scores")
     _check_confidence(confidence)
-    ratio = 1.0 / (arr.size - 1) if test_train_ratio is None else float(test_train_ratio)
+    ratio = 1.0 / (arr.size - 1) if test_train_ratio is None else checks.real(test_train_ratio, "test_train_ratio")
     if ratio < 0:
         raise RliError(f"test_train_ratio must be non-negative (n_test / n_train), got {ratio}")
-    return _mean_interval(arr, arr.std(ddof=1) * math.sqrt(1.0 / arr.size + ratio), confidence)
+    exponent = _exponent(arr)
+    arr = np.ldexp(arr, -exponent)
+    return _unscaled(_mean_interval(arr, arr.std(ddof=1) * math.sqrt(1.0 / arr.size + ratio), confidence), exponent)
+
+
+_MAX_RESAMPLES = 10**7
 
 
 def _mean_interval(arr: np.ndarray, sem: float, confidence: float) -> tuple[float, float]:
@@ -107,8 +138,14 @@ def bootstrap_ci(
     """
     arr = _sample(values, "values")
     _check_confidence(confidence)
-    return _bootstrap((arr,), statistic, paired=False, confidence=confidence, n_resamples=n_resamples, seed=seed,
-                      method=method)
+    if not callable(statistic):
+        raise RliError(f"statistic must be a function such as np.mean (taking an axis= keyword), not {statistic!r}")
+    if not isinstance(method, str) or method.lower() not in ("bca", "percentile", "basic"):
+        raise RliError(f"method must be 'BCa', 'percentile' or 'basic', not {method!r}")
+    checks.count(n_resamples, "n_resamples", maximum=_MAX_RESAMPLES)
+    exponent = _exponent(arr) if statistic in (np.mean, np.median) else 0  # statistics that scale with the data
+    return _unscaled(_bootstrap((np.ldexp(arr, -exponent),), statistic, paired=False, confidence=confidence,
+                                n_resamples=n_resamples, seed=checks.seed(seed), method=method), exponent)
 
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], *, paired: bool, confidence: float,
@@ -121,7 +158,12 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., Any], *, p
     if np.ptp(res.bootstrap_distribution) == 0:
         value = float(statistic(*data, axis=-1))
         return value, value
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if math.isnan(low) or math.isnan(high):
+        raise RliError(f"the {method} bootstrap interval is undefined for this sample with n_resamples={n_resamples} "
+                       "(the resampled statistics all fall on one side of the observed one); use more resamples "
+                       "or method='percentile'")
+    return low, high
 
 
 def paired_ttest(a: Any, b: Any) -> tuple[float, float]:
@@ -137,6 +179,8 @@ def paired_ttest(a: Any, b: Any) -> tuple[float, float]:
         (5.74, 0.0105)
     """
     x, y = _pair(a, b)
+    exponent = _exponent(x, y)
+    x, y = np.ldexp(x, -exponent), np.ldexp(y, -exponent)
     diff = x - y
     if diff.max() == diff.min():
         return (0.0, 1.0) if diff[0] == 0 else (math.copysign(math.inf, diff[0]), 0.0)
@@ -153,6 +197,7 @@ def cohens_d(a: Any, b: Any = None) -> float:
         2.872
     """
     diff = _sample(a, "a") if b is None else np.subtract(*_pair(a, b))
+    diff = np.ldexp(diff, -_exponent(diff))
     sd = float(diff.std(ddof=1))
     mean = float(diff.mean())
     if sd == 0.0:
@@ -168,7 +213,9 @@ def iqm(values: Any) -> float:
         >>> rli.stats.iqm([1.0, 2.0, 3.0, 4.0, 100.0, 5.0, 6.0, 7.0])
         4.5
     """
-    return float(_st.trim_mean(_sample(values, "values", minimum=1), 0.25))
+    arr = _sample(values, "values", minimum=1)
+    exponent = _exponent(arr)
+    return float(np.ldexp(_st.trim_mean(np.ldexp(arr, -exponent), 0.25), exponent))
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:

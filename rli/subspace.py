@@ -22,12 +22,21 @@ def _matrix(values: Any, name: str) -> np.ndarray:
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
     try:
-        arr = np.asarray(values, dtype=np.float64)
+        given = np.asarray(values)
     except (TypeError, ValueError) as err:
         raise RliError(f"{name} must be a numeric array; got {type(values).__name__} ({err})") from None
+    if given.dtype.kind not in "biuf":
+        raise RliError(f"{name} must be a numeric array of real numbers, got {type(values).__name__} of dtype "
+                       f"{given.dtype}")
+    arr = given.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; clean it before using it")
     return arr
+
+
+def _exponents(arr: np.ndarray, axis: int | None = 0) -> np.ndarray:
+    """Per column (or overall, ``axis=None``) the power of two that brings the largest magnitude into [0.5, 1)."""
+    return np.frexp(np.max(np.abs(arr), axis=axis))[1]
 
 
 def orthonormalize(basis: Any, *, width: int | None = None) -> np.ndarray:
@@ -57,6 +66,7 @@ def orthonormalize(basis: Any, *, width: int | None = None) -> np.ndarray:
         hint = f"; it looks transposed: pass its transpose {arr.shape[::-1]}" if len(given) == 2 and arr.shape[1] == width else ""
         raise RliError(f"the direction has shape {given} but the layer's activations have {width} dimensions"
                        f"{hint}; give directions (d,) or (d, k) in the layer's activation space")
+    arr = np.ldexp(arr, -_exponents(arr))  # exact powers of two: norms neither overflow nor underflow
     norms = np.linalg.norm(arr, axis=0)
     if np.any(norms == 0):
         which = "the direction" if arr.shape[1] == 1 else f"column {int(np.argmin(norms))} of the basis"
@@ -112,7 +122,8 @@ def fit_pca(acts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise RliError(f"k must be a whole number of components between 1 and min(n, d) = {min(n, d)}; got {k!r}")
     if n < 2:
         raise RliError("PCA needs at least 2 observations")
-    centred = arr - arr.mean(axis=0)
+    centred = np.ldexp(arr, -_exponents(arr, axis=None))  # exact; keeps squared singular values in range
+    centred -= centred.mean(axis=0)
     _, singular, vt = np.linalg.svd(centred, full_matrices=False)
     variance = singular**2
     if variance.sum() == 0:
@@ -140,4 +151,8 @@ def project_subspace(acts: Any, basis: Any) -> np.ndarray:
     if arr.ndim != 2 or base.ndim != 2 or arr.shape[1] != base.shape[0]:
         raise RliError(f"activations {arr.shape} and basis {base.shape} do not fit: activations are (n, d) "
                        "and the basis (d, k) with the same d")
-    return arr @ base
+    coordinates = arr @ base
+    if not np.all(np.isfinite(coordinates)):
+        raise RliError("the coordinates overflow float64 (activations and basis reach "
+                       f"{np.abs(arr).max():.3g} and {np.abs(base).max():.3g}); rescale them")
+    return coordinates

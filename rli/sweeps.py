@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rli import checks
 from rli.capture import capture
 from rli.comparison import Comparison, compare
 from rli.errors import RliError
@@ -86,15 +87,20 @@ def ablation_curve(
     """
     if (ks is None) == (alphas is None):
         raise RliError("give exactly one of ks= (numbers of principal directions to remove) or alphas=")
-    name = policy.layer(layer).name
+    name = checks.policy(policy).layer(layer).name
     if ks is not None:
+        if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not all(
+                isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ks):
+            raise RliError(f"ks must be a list of positive numbers of directions, got {ks!r}")
         values = tuple(int(k) for k in ks)
         if not values or min(values) < 1:
             raise RliError(f"ks must be positive numbers of directions, got {list(ks)}")
         interventions = [ablate(policy, layer, f"pc1-{k}" if k > 1 else "pc1", obs=obs) for k in values]
         parameter = "k"
     else:
-        values = tuple(float(a) for a in alphas)
+        if isinstance(alphas, (str, bytes)) or not isinstance(alphas, Sequence):
+            raise RliError(f"alphas must be a list of numbers, got {alphas!r}")
+        values = tuple(checks.real(a, "every alpha") for a in alphas)
         if not values:
             raise RliError("alphas is empty")
         interventions = [ablate(policy, layer, direction, alpha=a, obs=obs) for a in values]
@@ -182,15 +188,16 @@ def minimal_subspace(
         >>> search.k <= 3
         True
     """
-    if method not in ("greedy", "ordered"):
+    if not isinstance(method, str) or method not in ("greedy", "ordered"):
         raise RliError(f"method must be 'greedy' or 'ordered', not {method!r}")
-    if not 0 <= tolerance < 1:
-        raise RliError(f"tolerance is a fraction of the baseline return in [0, 1), got {tolerance}")
-    name = policy.layer(layer).name
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.integer, np.floating)) or \
+            not 0 <= tolerance < 1:
+        raise RliError(f"tolerance is a fraction of the baseline return in [0, 1), got {tolerance!r}")
+    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
+        raise RliError(f"candidates must be at least 1 (an integer), got {candidates!r}")
+    name = checks.policy(policy).layer(layer).name
     acts = capture(policy, obs, layers=[layer])[name]
     pool = min(int(candidates), acts.shape[1])
-    if pool < 1:
-        raise RliError(f"candidates must be at least 1, got {candidates}")
     pcs, ratios = fit_pca(acts, pool)
     baseline = evaluate(policy, env, episodes, seed, **evaluate_kwargs)
     if baseline.mean == 0:

@@ -68,7 +68,7 @@ def module_network(
     obs_shape = tuple(obs_shape) if obs_shape is not None else _infer_obs_shape(module)
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    names = leaf_names(module) or []
+    names = leaf_names(module) or [""]  # a module without submodules (a lone nn.Linear) is its own single layer
     if isinstance(module, nn.Sequential) and not any(isinstance(m, nn.RNNBase) for m in module.modules()):
         actor = names
     else:

@@ -1,0 +1,94 @@
+"""Argument checks shared by the public functions: one wording for counts, seeds and numbers at every boundary."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from rli.errors import RliError
+
+MAX_SEED = 2**32 - 1
+
+
+def count(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None, hint: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer in ``[minimum, maximum]``; :class:`RliError` otherwise.
+
+    Example:
+        >>> count(3, "episodes")
+        3
+        >>> count(2.5, "episodes")
+        Traceback (most recent call last):
+        ...
+        rli.errors.RliError: episodes must be a positive integer, got 2.5
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        bound = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise RliError(f"{name} must be {bound}, got {value!r}{hint}")
+    if maximum is not None and value > maximum:
+        raise RliError(f"{name} must be at most {maximum}, got {value!r}{hint}")
+    return int(value)
+
+
+def seed(value: Any, name: str = "seed") -> int:
+    """``value`` as an ``int`` if it is a usable seed (an integer in 0..2**32 - 1); :class:`RliError` otherwise.
+
+    Example:
+        >>> seed(7)
+        7
+        >>> seed(None)
+        Traceback (most recent call last):
+        ...
+        rli.errors.RliError: seed must be an integer between 0 and 4294967295, got None
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_SEED:
+        raise RliError(f"{name} must be an integer between 0 and {MAX_SEED}, got {value!r}")
+    return int(value)
+
+
+def real(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None) -> float:
+    """``value`` as a finite ``float`` (optionally within bounds); :class:`RliError` otherwise.
+
+    Example:
+        >>> real(0.5, "tolerance", minimum=0.0)
+        0.5
+        >>> real("0.5", "tolerance")
+        Traceback (most recent call last):
+        ...
+        rli.errors.RliError: tolerance must be a finite number, got '0.5'
+    """
+    number = None
+    if not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating)):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise RliError(f"{name} must be a finite number, got {value!r}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        low = "" if minimum is None else f" ≥ {minimum:g}"
+        high = "" if maximum is None else f" ≤ {maximum:g}"
+        raise RliError(f"{name} must be a number{low}{' and' if low and high else ''}{high}, got {value!r}")
+    return number
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a ``bool`` if it is one (numpy's too); :class:`RliError` otherwise (``"no"`` is not False).
+
+    Example:
+        >>> flag(True, "controls")
+        True
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise RliError(f"{name} must be True or False, not {value!r}")
+    return bool(value)
+
+
+def policy(value: Any, name: str = "policy") -> Any:
+    """``value`` if it is an :class:`~rli.Policy`; :class:`RliError` saying how to get one otherwise."""
+    from rli.policy import Policy
+
+    if not isinstance(value, Policy):
+        raise RliError(f"{name} must be an rli.Policy (use rli.load_policy(...)), not {type(value).__name__}")
+    return value

@@ -1,0 +1,257 @@
+"""rli.interrogate and the checkpoint card: the four-step protocol, its settings, its report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rli
+from rli import protocol
+from rli.report import _jsonable
+
+ROOT = Path(__file__).parent.parent
+CHECKPOINTS = ROOT / "examples" / "checkpoints"
+FAST = {"episodes": 3, "n_obs": 200, "ks": [1, 2], "candidates": 2, "progress": False}
+
+
+def _cartpole_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+
+
+@pytest.fixture(scope="module")
+def cartpole_grid() -> rli.ObsSet:
+    """Cart position × pole angle, the rest 0."""
+    return rli.ObsSet.grid(np.zeros(4, dtype=np.float32), {0: np.linspace(-2, 2, 12), 2: np.linspace(-0.2, 0.2, 10)})
+
+
+@pytest.fixture(scope="module")
+def report(cartpole_grid) -> rli.Report:
+    policy = rli.load_policy(_cartpole_net(), env="CartPole-v1")
+    return rli.interrogate(policy, "CartPole-v1", target="obs[2]", sensors=[2], probe_obs=cartpole_grid,
+                           grid_axes=[{"index": 2, "label": "pole angle", "unit": "rad"},
+                                      {"index": 0, "label": "cart position", "unit": "m"}], **FAST)
+
+
+# ------------------------------------------------------------------------------------------ cards
+def test_card_settings_checks_the_block_and_takes_the_cards_env():
+    card = {"env": "CartPole-v1", "interrogate": {"target": "obs[2]", "layer": 5, "sensors": [2],
+                                                  "probe_obs": {"path": "grid.npz"}}}
+    assert protocol.card_settings(card) == {**card["interrogate"], "env": "CartPole-v1"}
+    assert protocol.card_settings({"env": "X-v0", "interrogate": {"env": "Y-v0"}})["env"] == "Y-v0"
+    assert protocol.card_settings({"env": "X-v0"}) == {"env": "X-v0"}
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"targt": "x"}, "unknown 'interrogate' setting.s. targt; known: env, target"),
+    ({"sensors": 12}, "sensors must be a non-empty list"),
+    ({"sensors": [True]}, "sensors must be a non-empty list"),
+    ({"layer": 5.0}, "layer must be an actor-trunk index"),
+    ({"target": 3}, "target must be a string"),
+    ({"probe_obs": "rli.envs:probe_grid"}, "probe_obs must be"),
+    ({"polarity_obs": {"call": "rli.envs:probe_grid", "args": []}}, "polarity_obs must be"),
+    ({"grid_axes": [9, 10]}, "grid_axes must be two objects"),
+])
+def test_card_settings_rejects_a_bad_block_with_one_clear_message(block, message):
+    with pytest.raises(rli.RliError, match=message):
+        protocol.card_settings({"interrogate": block}, where="ppo.json")
+
+
+def test_read_card(tmp_path):
+    assert protocol.read_card(tmp_path / "ppo.zip") is None
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(rli.RliError, match="not valid JSON"):
+        protocol.read_card(tmp_path / "bad.zip")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(rli.RliError, match="must hold a JSON object"):
+        protocol.read_card(tmp_path / "list.zip")
+
+
+def test_the_shipped_cards_carry_the_blocks_cards_py_writes():
+    spec = importlib.util.spec_from_file_location("cards", ROOT / "examples" / "cards.py")
+    cards = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cards)
+    for stem in ("formation_ppo_seed42", "halfcheetah_ppo_seed0"):
+        card = protocol.read_card(CHECKPOINTS / f"{stem}.zip")
+        settings = protocol.card_settings(card)
+        assert card["interrogate"] == cards.INTERROGATE[card["env"]]
+        assert settings["env"] == card["env"] and settings["layer"] == 5
+    formation = protocol.card_settings(protocol.read_card(CHECKPOINTS / "formation_ppo_seed42.zip"))
+    assert formation["sensors"] == [12] and formation["target"] == "true_upwash"
+    assert protocol.load_obs(formation["probe_obs"]).meta["nominal"] == "reference"
+    assert protocol.load_obs(formation["polarity_obs"]).meta["nominal"] == "flight"
+
+
+# ----------------------------------------------------------------------------------- observations
+def test_load_obs_reads_npz_relative_to_a_base_and_calls_rli_functions(tmp_path, cartpole_grid):
+    cartpole_grid.save(tmp_path / "grid.npz")
+    loaded = protocol.load_obs({"path": "grid.npz"}, base=tmp_path)
+    np.testing.assert_array_equal(loaded.obs, cartpole_grid.obs)
+    assert len(protocol.load_obs(str(tmp_path / "grid.npz"))) == 120
+    assert len(protocol.load_obs("rli.envs:probe_grid")) == 9600
+
+
+def test_load_obs_imports_nothing_outside_rli_without_trust(capsys):
+    with pytest.raises(rli.RliError, match="outside rli; pass trust=True"):
+        protocol.load_obs("this:s")   # importing `this` would print the Zen of Python
+    assert capsys.readouterr().out == ""
+    with pytest.raises(rli.RliError, match="returned dict, not an rli.ObsSet"):
+        protocol.load_obs("builtins:dict", trust=True)
+    with pytest.raises(rli.RliError, match="cannot find 'rli.envs:nothing'"):
+        protocol.load_obs("rli.envs:nothing")
+
+
+def test_with_target_adds_observation_entries_and_lists_labels():
+    obs = rli.ObsSet(np.arange(6.0).reshape(3, 2), labels={"speed": [1.0, 2.0, 3.0]})
+    assert protocol.with_target(obs, "speed") is obs
+    assert protocol.with_target(obs, "obs[0]").labels["obs[0]"].tolist() == [0.0, 2.0, 4.0]
+    with pytest.raises(rli.RliError, match=r"have no label 'obs\[2\]'; their labels: speed; or name an "
+                                           r"observation entry obs\[0\]..obs\[1\]"):
+        protocol.with_target(obs, "obs[2]")
+
+
+def test_the_target_is_inferred_from_the_envs_info_in_its_own_order():
+    policy = rli.load_policy(nn.Sequential(nn.Linear(28, 4)), env="rli/FormationFlight-v0")
+    rollouts = rli.ObsSet.from_rollouts("rli/FormationFlight-v0", policy, n=30, seed=0)
+    assert protocol._infer_target("rli/FormationFlight-v0", rollouts, 0) == "true_upwash"
+    cartpole = rli.ObsSet.from_rollouts("CartPole-v1", rli.load_policy(_cartpole_net(), env="CartPole-v1"), n=30,
+                                        seed=0)
+    with pytest.raises(rli.RliError, match=r"cannot infer a target: CartPole-v1 .* \(episode, step\) .*obs\[3\]"):
+        protocol._infer_target("CartPole-v1", cartpole, 0)
+
+
+# ------------------------------------------------------------------------------------------ protocol
+def test_interrogate_runs_the_four_steps(report):
+    assert report.probe is report.profile[3] and report.probe.target == "obs[2]"
+    assert len(report.profile) == 5 and report.probe.controls.keys() == {"untrained", "shuffled", "raw_obs"}
+    assert report.polarity.sensors == (2,) and report.polarity.layer == report.probe.layer
+    assert report.ablation.values == (1, 2) and report.pc1 is report.ablation.comparisons[0]
+    assert report.pc1.baseline.seeds.tolist() == [0, 1, 2]
+    assert report.subspace.method == "ordered" and report.subspace.k <= 2
+    assert report.heatmap.shape == (120,)
+
+
+def test_interrogate_records_where_each_setting_came_from(report):
+    assert report.sources["layer"] == "default" and report.settings["layer"] == 3, "the last hidden layer"
+    assert report.sources["target"] == "argument" and report.sources["probe_obs"] == "argument"
+    assert report.sources["polarity_obs"] == "default: the probe observations"
+    assert report.settings["rollout_seed"] == 3, "visited observations come from the seeds after the evaluation's"
+    assert report.settings["rollout_obs"].startswith("200 observations visited by the policy")
+
+
+def test_findings_state_the_numbers(report):
+    probe = report.findings["probe"]
+    r = report.probe
+    assert f"held-out R² {r.r2:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]" in probe
+    assert f"selectivity {r.selectivity:+.2f}" in probe and "untrained network" in probe
+    assert f"from {report.polarity.r2_normal:.3f} to {report.polarity.r2_inverted:.3f}" in report.findings["polarity"]
+    assert "over 3 paired episodes (seeds 0..2)" in report.findings["ablation"]
+    assert "not LEACE erasure" in report.findings["ablation"]
+    assert report.headlines["probe"].startswith(f"layer 3 decodes 'obs[2]' with held-out R² {r.r2:.3f}")
+    assert str(report).startswith("rli interrogation of <Sequential>")
+
+
+def test_save_writes_json_html_and_the_figures(report, tmp_path):
+    json_path, html_path = report.save(tmp_path / "out", command="rli interrogate x.pt")
+    data = json.loads(json_path.read_text())
+    assert data["probe"]["r2"] == report.probe.r2 and data["fingerprint"] == report.fingerprint
+    assert data["command"] == "rli interrogate x.pt" and data["rli_version"] == rli.__version__
+    assert data["settings"]["seed"] == 0 and data["ablation"]["points"][0]["seeds"] == [0, 1, 2]
+    assert sorted(data["figures"]) == ["ablation_curve.png", "layer_profile.png", "pca_scatter.png",
+                                       "probe_heatmap.png", "subspace_search.png"]
+    assert all((tmp_path / "out" / name).read_bytes().startswith(b"\x89PNG") for name in data["figures"])
+    page = html_path.read_text()
+    assert page.count('src="data:image/png;base64,') == 5
+    assert not re.search(r'(src|href)="(?!data:)', page), "self-contained: nothing outside the page"
+    assert "rli interrogate x.pt" in page and "1. Linear probing" in page
+
+
+def test_json_holds_every_number(report):
+    text = json.dumps(report.to_dict(), default=_jsonable)
+    data = json.loads(text)
+    assert data["polarity"]["r2_inverted"] == report.polarity.r2_inverted
+    assert data["subspace"]["steps"][0]["treated_returns"] == report.subspace.steps[0].comparison.treated.returns.tolist()
+    assert data["profile"]["results"][3]["controls"] == report.profile[3].controls
+
+
+def test_without_sensors_the_polarity_step_is_skipped_and_said_so(tmp_path):
+    policy = rli.load_policy(_cartpole_net(), env="CartPole-v1")
+    result = rli.interrogate(policy, "CartPole-v1", target="obs[1]", **FAST)
+    assert result.polarity is None and result.heatmap is None
+    assert result.findings["polarity"].startswith("Skipped: no sensors were given")
+    _, html_path = result.save(tmp_path)
+    assert "No heat map: the probe observations are not a 2-D grid" in html_path.read_text()
+    assert html_path.read_text().count("data:image/png") == 4
+
+
+def test_a_card_beside_the_checkpoint_supplies_the_defaults(tmp_path, cartpole_grid):
+    torch.save(_cartpole_net(), tmp_path / "ppo.pt")
+    cartpole_grid.save(tmp_path / "grid.npz")
+    (tmp_path / "ppo.json").write_text(json.dumps({"env": "CartPole-v1", "interrogate": {
+        "target": "obs[0]", "layer": 1, "probe_obs": {"path": "grid.npz"}}}))
+    result = rli.interrogate(tmp_path / "ppo.pt", sensors=[0], **FAST)
+    assert result.settings["env"] == "CartPole-v1" and result.sources["env"] == "card"
+    assert result.probe.target == "obs[0]" and result.probe.layer_index == 1 and result.sources["layer"] == "card"
+    assert result.settings["probe_obs"] == "grid.npz" and result.heatmap is not None
+    assert result.sources["sensors"] == "argument"
+    assert result.meta["card"] == str(tmp_path / "ppo.json")
+
+
+def test_interrogate_same_inputs_same_numbers(report, cartpole_grid):
+    policy = rli.load_policy(_cartpole_net(), env="CartPole-v1")
+    again = rli.interrogate(policy, "CartPole-v1", target="obs[2]", sensors=[2], probe_obs=cartpole_grid, **FAST)
+    assert again.probe.r2 == report.probe.r2 and again.polarity.r2_inverted == report.polarity.r2_inverted
+    assert again.pc1.treated.returns.tolist() == report.pc1.treated.returns.tolist()
+    assert [s.kept for s in again.subspace.steps] == [s.kept for s in report.subspace.steps]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "no environment: .* pass env= / --env"),
+    ({"env": "CartPole-v1", "episodes": 1}, "episodes must be an integer of at least 2"),
+    ({"env": "CartPole-v1", "ks": [2, 4]}, "ks must be increasing numbers of directions starting at 1"),
+    ({"env": "CartPole-v1", "method": "random"}, "method must be 'greedy' or 'ordered'"),
+    ({"env": "CartPole-v1", "tolerance": 1.5}, "tolerance is a fraction"),
+    ({"env": "CartPole-v1", "candidates": 0}, "candidates must be a positive integer"),
+    ({"env": "NoSuchEnv-v0"}, "NoSuchEnv-v0"),
+    ({"env": "CartPole-v1", "target": "obs[2]", "layer": 9}, "layer 9 is out of range"),
+    ({"env": "CartPole-v1", "target": "obs[2]", "sensors": [4]}, r"sensors \[4\] must be observation indices 0..3"),
+    ({"env": lambda: None}, "env must be a gymnasium id"),
+])
+def test_bad_input_raises_rli_error(kwargs, message):
+    policy = rli.load_policy(_cartpole_net(), env="CartPole-v1")
+    with pytest.raises(rli.RliError, match=message):
+        rli.interrogate(policy, progress=False, **{"episodes": 3, "n_obs": 50, **kwargs})
+
+
+@pytest.mark.slow
+def test_the_formation_checkpoint_with_defaults_reproduces_the_papers_protocol(tmp_path):
+    """The README's quick-start interrogation: numbers as in examples/paper_claims and docs/cli.md."""
+    result = rli.interrogate(CHECKPOINTS / "formation_ppo_seed42.zip", progress=False)
+    assert result.probe.layer_index == 5 and result.settings["probe_obs"] == "rli.envs:probe_grid(nominal='reference')"
+    assert result.probe.r2 == pytest.approx(0.981, abs=0.002)
+    assert result.probe.controls["untrained"] == pytest.approx(0.587, abs=0.005)
+    assert result.probe.selectivity == pytest.approx(0.394, abs=0.005)
+    assert result.polarity.r2_normal == pytest.approx(0.991, abs=0.002)
+    assert result.polarity.r2_inverted == pytest.approx(-0.956, abs=0.01) and result.polarity.flipped
+    assert result.pc1.ci[0] > 0 and 0.0 < result.pc1.relative_drop < 0.1
+    assert result.subspace.found and result.subspace.k <= 32
+    assert result.meta["wall_time_s"] < 180
+    _, html_path = result.save(tmp_path)
+    assert html_path.read_text().count("data:image/png") == 5
+
+
+def test_progress_names_each_step_on_stderr(capsys):
+    policy = rli.load_policy(_cartpole_net(), env="CartPole-v1")
+    rli.interrogate(policy, "CartPole-v1", target="obs[1]", **{**FAST, "progress": True})
+    err = capsys.readouterr().err
+    for step in ("step 1/4, probing every layer", "step 2/4, polarity inversion",
+                 "step 3/4, ablating principal directions", "step 4/4, searching the minimal subspace"):
+        assert f"rli interrogate: {step}" in err
+    assert "evaluate CartPole-v1" in err, "the evaluations' episode bars"

@@ -55,11 +55,11 @@ def main() -> None:
         if checkpoint is None:
             model = pendulum_model()
             policy = rli.load_policy(model)
-            sb3_env = DummyVecEnv([lambda: gym.make(env_id)])
+            sb3_env = DummyVecEnv([lambda env_id=env_id: gym.make(env_id)])
         else:
             model = PPO.load(checkpoint, device="cpu")
             policy = rli.load_policy(checkpoint)
-            sb3_env = VecNormalize.load(stats_path, DummyVecEnv([lambda: gym.make(env_id)]))
+            sb3_env = VecNormalize.load(stats_path, DummyVecEnv([lambda env_id=env_id: gym.make(env_id)]))
             sb3_env.training, sb3_env.norm_reward = False, False
         start = time.perf_counter()
         result = rli.evaluate(policy, env_id, episodes=args.episodes, seed=0, progress=False)

@@ -97,14 +97,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("rli_baseline_tolerance must be a number") from None
     if not 0 <= tolerance < float("inf"):
         raise pytest.UsageError(f"rli_baseline_tolerance must be a finite number ≥ 0, got {tolerance}")
-    for name, minimum in (("rli_episodes", 1), ("rli_seed", 0), ("rli_obs_size", 1)):
+    try:
+        config.getini("rli_trust")
+    except (ValueError, pytest.UsageError) as err:
+        raise pytest.UsageError(f"rli_trust must be true or false ({err})") from None
+    for name, minimum, maximum in (("rli_episodes", 1, None), ("rli_seed", 0, 2**32 - 1), ("rli_obs_size", 1, None)):
         text = config.getini(name)
         try:
             number = int(text)
         except (TypeError, ValueError):
             number = None
-        if number is None or number < minimum:
-            raise pytest.UsageError(f"{name} must be an integer of at least {minimum}, got {text!r}")
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f"of at least {minimum}"
+            raise pytest.UsageError(f"{name} must be an integer {bound}, got {text!r}")
     config.stash[STATE_KEY] = _State(baseline_path=path, baseline=stored, tolerance=tolerance, updating=updating)
     config.pluginmanager.register(_Session(config), "rli-session")
 

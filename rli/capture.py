@@ -83,6 +83,8 @@ def _resolve(policy: Policy, layers: LayerSpec | Sequence[LayerSpec] | None, chu
     if not isinstance(pool, str) or pool not in ("flatten", "channel"):
         raise RliError(f"pool must be 'flatten' (every feature of a conv map) or 'channel' (mean per channel), "
                        f"not {pool!r}")
+    if isinstance(layers, np.ndarray):
+        layers = layers.tolist()  # an array of indices is a list of them (and a 0-d array one of them)
     if layers is None:
         resolved = list(policy.actor_layers)
     elif isinstance(layers, (int, np.integer, str, Layer)):

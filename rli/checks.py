@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,15 @@ def policy(value: Any, name: str = "policy") -> Any:
     if not isinstance(value, Policy):
         raise RliError(f"{name} must be an rli.Policy (use rli.load_policy(...)), not {type(value).__name__}")
     return value
+
+
+def fits_in_memory(nbytes: float, what: str) -> None:
+    """:class:`RliError` when ``what`` needs more bytes than the machine's physical memory (checked before allocating:
+    a lazily committed allocation would otherwise be filled until the machine swaps or kills the process)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if nbytes > total:
+        raise RliError(f"{what} would take {nbytes / 2**30:.3g} GiB, more than this machine's {total / 2**30:.3g} GiB "
+                       "of memory; ask for less")

@@ -107,7 +107,7 @@ def load_policy(
     chosen = _choose_normalizer(normalizer, found_normalizer)
     policy = Policy(network, normalizer=chosen, source=source).to(device)
     try:
-        policy.layers  # one forward pass on zeros: a wrong obs_shape fails here, not at first use
+        _ = policy.layers  # one forward pass on zeros: a wrong obs_shape fails here, not at first use
     except (RuntimeError, MemoryError, ValueError) as err:
         raise RliError(f"a forward pass of the policy on zeros of shape (2, {', '.join(map(str, policy.obs_shape))}) "
                        f"failed ({_first_line(err)}); pass the right obs_shape= (or observation_space=)") from None
@@ -239,6 +239,9 @@ def _load_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict, device: A
     if names is not None and any("/code/" in name or name.startswith("code/") for name in names):
         return _load_torchscript(path, spec=spec)
     if path.suffix == ".zip":
+        if names is None:
+            raise RliError(f"{path} is not a zip archive, so not a Stable-Baselines3 model; the file is damaged or "
+                           "of another kind")
         raise RliError(f"{path} is a zip but not a Stable-Baselines3 model (no 'data' and 'policy.pth' inside)")
     return _load_torch_file(path, trust=trust, arch=arch, spec=spec)
 
@@ -355,8 +358,13 @@ def _torch_load_weights(file: Any, label: str) -> Any:
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise RliError(f"{label} holds more than tensors ({_first_line(err)}); rli loads weights with "
-                       f"weights_only=True. {_TRUST_HINT}") from None
+        if isinstance(file, io.BytesIO) and not _looks_pickled(file.getvalue()[:2]):
+            raise RliError(f"{label} is not a readable torch file (neither a torch.save archive nor a pickle); "
+                           "re-save the checkpoint") from None
+        culprit = _unsupported_global(str(err))
+        what = f"a pickled {culprit}" if culprit else "pickled Python objects"
+        raise RliError(f"{label} holds {what}, not just tensors; rli loads weights with weights_only=True, so "
+                       f"loading it would run code from the file. {_TRUST_HINT}") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as err:
         raise RliError(f"{label} is not a readable torch file ({_first_line(err)}); re-save the checkpoint") from None
 
@@ -379,6 +387,11 @@ def _load_torch_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict) -> 
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         culprit = _unsupported_global(str(err))
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if culprit is None and not _looks_pickled(head):
+            raise RliError(f"{path} is not a readable torch checkpoint (neither a torch.save archive nor a pickle); "
+                           "check the file") from None
         what = f"a pickled {culprit}" if culprit else "pickled Python objects"
         raise RliError(f"{path} contains {what}; loading it would run code from the file. Save a state_dict and "
                        f"pass arch=..., or: {_TRUST_HINT}") from None
@@ -391,6 +404,11 @@ def _load_torch_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict) -> 
     if isinstance(obj, Mapping):
         return _from_state_dict(obj, arch=arch, spec=spec, label=str(path))
     raise RliError(f"{path} holds a {type(obj).__name__}, not a module or a state_dict")
+
+
+def _looks_pickled(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a ``torch.save`` archive (a zip) or a pickle (protocol 2 and up)."""
+    return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
 def _unsupported_global(message: str) -> str | None:

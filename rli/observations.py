@@ -38,7 +38,7 @@ def _as_label(name: str, values: Any, n: int) -> np.ndarray:
     return arr
 
 
-class _OutOfRange(RliError, IndexError):
+class _OutOfRangeError(RliError, IndexError):
     """An observation index past the end (an IndexError too, so iterating an ObsSet stops there)."""
 
 
@@ -111,12 +111,12 @@ class ObsSet:
                            "for a label use obs.labels[name]")
         if isinstance(index, (int, np.integer)):
             if not -len(self) <= index < len(self):
-                raise _OutOfRange(f"observation {index} is out of range for {len(self)} observations")
+                raise _OutOfRangeError(f"observation {index} is out of range for {len(self)} observations")
             index = slice(int(index), int(index) + 1 if int(index) != -1 else None)
         try:
             self._obs[index]
         except IndexError as err:
-            raise _OutOfRange(f"cannot index {len(self)} observations with {index!r}: {err}") from None
+            raise _OutOfRangeError(f"cannot index {len(self)} observations with {index!r}: {err}") from None
         return ObsSet(self._obs[index], {k: v[index] for k, v in self._labels.items()}, meta=self.meta)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -178,12 +178,13 @@ class ObsSet:
             raise RliError(f"grid axis values must be numbers ({err})") from None
         if any(v.size == 0 for v in values):
             raise RliError("every grid axis needs at least one value")
+        size = float(np.prod([float(v.size) for v in values]))
+        checks.fits_in_memory(8 * size * (base_arr.size + 2 * len(values)), f"a grid of {size:.0f} observations")
         try:
             mesh = np.meshgrid(*values, indexing="ij")
             obs = np.repeat(base_arr[None], mesh[0].size, axis=0)
         except (ValueError, MemoryError):
-            size = int(np.prod([float(v.size) for v in values]))
-            raise RliError(f"a grid of {size} observations does not fit in memory; use fewer values per axis") from None
+            raise RliError(f"a grid of {size:.0f} observations does not fit in memory; use fewer values per axis") from None
         labels: dict[str, Any] = {}
         for i, m in zip(indices, mesh):
             obs[:, i] = m.ravel()
@@ -216,6 +217,7 @@ class ObsSet:
         if not isinstance(space, spaces.Space):
             raise RliError(f"sample() needs a gymnasium space or a policy that has one, not {type(space).__name__}")
         n, seed = checks.count(n, "n"), checks.seed(seed)
+        checks.fits_in_memory(3 * 8 * n * float(np.prod(space.shape or (1,))), f"sampling n={n} observations")
         if isinstance(space, spaces.Box):
             try:
                 obs = _sample_box(space, n, np.random.default_rng(seed))

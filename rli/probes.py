@@ -376,6 +376,8 @@ def probe_layers(
         (3, 'neutral', True)
     """
     checks.policy(policy)
+    if isinstance(layers, np.ndarray):
+        layers = layers.tolist()
     if layers is None:
         specs = list(policy.actor_layers)
     elif isinstance(layers, (int, np.integer, str, Layer)):

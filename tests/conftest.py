@@ -8,7 +8,11 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch._dynamo  # noqa: F401 — see below
 from hypothesis import HealthCheck, settings
+
+# torch._dynamo is imported once, here: pytester's in-process runs restore sys.modules afterwards, and importing it
+# again inside a later run fails with "Only a single TORCH_LIBRARY".
 
 settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=300, deadline=None)

@@ -124,7 +124,6 @@ def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
                out: dict[str, np.ndarray]) -> None:
     """Forward one chunk with hooks writing straight into ``out`` (arrays of len(obs) rows)."""
     n = obs.shape[0]
-    modules = dict(policy.module.named_modules())
     stop_at = None
     if all(layer.index is not None for layer in layers):
         stop_at = max(layers, key=lambda layer: layer.index).name
@@ -142,7 +141,7 @@ def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
                 raise _Stop
         return hook
 
-    handles = [modules[layer.name].register_forward_hook(make_hook(layer)) for layer in layers]
+    handles = [policy.module.get_submodule(layer.name).register_forward_hook(make_hook(layer)) for layer in layers]
     try:
         tensor = policy._tensor(obs)
         try:

@@ -68,7 +68,8 @@ def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult) -> np.nd
     so the map shows held-out predictions, never the fit on all the data.
     """
     from rli.capture import capture
-    from rli.probes import _fold_ids, _fold_order, _Moments, _RidgeFit, _target
+    from rli.moments import Moments, RidgeFit, fold_order
+    from rli.probes import _fold_ids, _target
 
     if result.kind != "ridge":
         raise RliError(f"held-out predictions are rebuilt for ridge probes only, not {result.kind!r}; "
@@ -79,12 +80,12 @@ def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult) -> np.nd
                        f"{len(y)} rows of {y.shape[1]} output(s): pass the observations the probe was fitted on")
     acts = capture(policy, obs, [result.layer])[result.layer].astype(np.float64)
     ids = _fold_ids(y, result.folds, result.seed, stratify=False)
-    order, bounds = _fold_order(ids, result.folds)
-    moments = _Moments(result.folds)
+    order, bounds = fold_order(ids, result.folds)
+    moments = Moments(result.folds)
     moments.add(acts, y, order, bounds)
     predictions = np.empty(len(y))
     for f, alpha in enumerate(result.fold_alphas):
-        w, c = _RidgeFit(moments.train(f), result.standardize).coef(alpha, slice(0, 1))
+        w, c = RidgeFit(moments.train(f), result.standardize).coef(alpha, slice(0, 1))
         rows = ids == f
         predictions[rows] = acts[rows] @ w[:, 0] + c[0]
     return predictions

@@ -18,13 +18,12 @@ import torch
 from rli import checks, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
 from rli.errors import RliError
+from rli.moments import Moments, accumulate, fold_order
 from rli.observations import ObsSet
 from rli.policy import LayerSpec, Policy
 from rli.probes import (
     _check_ridge_width,
     _fold_ids,
-    _fold_order,
-    _Moments,
     _obs_length,
     _options,
     _ridge_outcomes,
@@ -180,17 +179,17 @@ def polarity_test(
     idx = _sensor_indices(sensors, int(np.prod(policy.obs_shape)))
     ids = _fold_ids(y, opts.folds, opts.seed, stratify=False)
     before = policy.fingerprint
-    normal, inverted = _Moments(opts.folds), _Moments(opts.folds)
+    normal, inverted = Moments(opts.folds), Moments(opts.folds)
     seen = 0
     for chunk in iter_activations(policy, obs, [resolved.name], chunk_size=chunk_size, pool=pool):
         if chunk.stop > n:
             raise RliError(f"obs has more observations than the target's {n} values")
-        order, bounds = _fold_order(ids[chunk.start:chunk.stop], opts.folds)
+        order, bounds = fold_order(ids[chunk.start:chunk.stop], opts.folds)
         rows = y[chunk.start:chunk.stop]
-        normal.add(chunk.activations[resolved.name], rows, order, bounds)
         negated = capture(policy, negate_sensors(chunk.obs, idx), [resolved.name], chunk_size=len(chunk.obs),
                           pool=pool)
-        inverted.add(negated[resolved.name], rows, order, bounds)
+        accumulate([(normal, chunk.activations[resolved.name], rows), (inverted, negated[resolved.name], rows)],
+                   order, bounds)
         seen = chunk.stop
     if seen != n:
         raise RliError(f"obs has {seen} observations but the target has {n} values")

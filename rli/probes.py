@@ -6,7 +6,8 @@ controls computed with the same probe and the same folds: the untrained
 
 Ridge probes never hold the activations in memory. They stream through
 :func:`rli.iter_activations` and keep, per fold, the sufficient statistics ``XᵀX``,
-``Xᵀy`` and the sums (float64, in coordinates shifted by the first chunk's means).
+``Xᵀy`` and the sums (float64, in coordinates shifted by the first chunk's means;
+:mod:`rli.moments`, which spreads the updates over the cores).
 Each training set is the sum of the other folds; one eigendecomposition of its Gram
 matrix gives the ridge solution for every candidate penalty, the penalty is chosen by
 generalised cross-validation (GCV: the rotation-invariant closed form of leave-one-out,
@@ -19,7 +20,6 @@ activations held in memory.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import types
@@ -29,12 +29,12 @@ from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.linalg
 import torch
 
 from rli import checks, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
 from rli.errors import RliError
+from rli.moments import Moments, RidgeFit, accumulate, fold_order, one_blas_thread, r2_on
 from rli.network import Network
 from rli.observations import ObsSet
 from rli.policy import Layer, LayerSpec, Policy
@@ -43,30 +43,8 @@ KINDS = ("ridge", "lasso", "mlp", "logistic")
 MAX_RIDGE_WIDTH = 4096
 MAX_CONTROL_SEEDS = 100
 _SK_RANGE = (1e-100, 1e100)
-_RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
 _LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 _MLP_HIDDEN = (64,)
-_EPS = np.finfo(np.float64).eps
-_threadpools: Any = None
-
-
-def _one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
-    """Limit numpy/scipy's BLAS to one thread (``when`` it pays).
-
-    For the per-fold Gram updates (a few thousand rows each) and small solves, BLAS
-    threads cost more than they save, and several times more on a busy machine
-    (pytest-xdist workers, other jobs): measured on 2 cores under load, Gram updates
-    run 4× and a small logistic fit 20× faster on one thread. Torch's threads (the
-    forward pass) are not affected.
-    """
-    global _threadpools
-    if not when:
-        return contextlib.nullcontext()
-    if _threadpools is None:
-        from threadpoolctl import ThreadpoolController
-
-        _threadpools = ThreadpoolController()
-    return _threadpools.limit(limits=1, user_api="blas")
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -585,127 +563,6 @@ def _raw_features(policy: Policy, obs: np.ndarray) -> np.ndarray:
     return np.asarray(seen).reshape(len(seen), -1)
 
 
-# ----------------------------------------------------------------------- ridge from sufficient statistics
-class _Sums(NamedTuple):
-    """Sums over a set of rows, in coordinates shifted by ``shift_x`` / ``shift_y``."""
-
-    n: float
-    x: np.ndarray
-    xx: np.ndarray
-    y: np.ndarray
-    yy: np.ndarray
-    xy: np.ndarray
-    shift_x: np.ndarray
-    shift_y: np.ndarray
-
-
-class _Moments:
-    """Per-fold sufficient statistics of features x (n × d) and targets y (n × k), accumulated chunk by chunk."""
-
-    def __init__(self, folds: int) -> None:
-        self.folds = folds
-        self.shift_x: np.ndarray | None = None
-
-    def add(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> None:
-        """Add rows already grouped by fold: rows ``order[bounds[f]:bounds[f+1]]`` belong to fold f."""
-        x = np.asarray(x).reshape(len(x), -1)[order].astype(np.float64)
-        y = y[order]
-        if self.shift_x is None:
-            d, k = x.shape[1], y.shape[1]
-            self.shift_x, self.shift_y = x.mean(axis=0), y.mean(axis=0)
-            self.n = np.zeros(self.folds)
-            self.x, self.y, self.yy = np.zeros((self.folds, d)), np.zeros((self.folds, k)), np.zeros((self.folds, k))
-            self.xx, self.xy = np.zeros((self.folds, d, d)), np.zeros((self.folds, d, k))
-        x -= self.shift_x
-        y = y - self.shift_y
-        with _one_blas_thread():
-            for f in range(self.folds):
-                lo, hi = bounds[f], bounds[f + 1]
-                if hi > lo:
-                    xs, ys = x[lo:hi], y[lo:hi]
-                    self.n[f] += hi - lo
-                    self.x[f] += xs.sum(axis=0)
-                    self.xx[f] += xs.T @ xs
-                    self.y[f] += ys.sum(axis=0)
-                    self.yy[f] += np.einsum("ij,ij->j", ys, ys)
-                    self.xy[f] += xs.T @ ys
-
-    def sums(self, rows: Sequence[int]) -> _Sums:
-        """Sums over the folds in ``rows``."""
-        idx = list(rows)
-        return _Sums(self.n[idx].sum(), self.x[idx].sum(0), self.xx[idx].sum(0), self.y[idx].sum(0),
-                     self.yy[idx].sum(0), self.xy[idx].sum(0), self.shift_x, self.shift_y)
-
-    def fold(self, f: int) -> _Sums:
-        return self.sums([f])
-
-    def train(self, f: int) -> _Sums:
-        return self.sums([g for g in range(self.folds) if g != f])
-
-    def total(self) -> _Sums:
-        return self.sums(range(self.folds))
-
-
-def _fold_order(ids: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(ids, kind="stable")
-    return order, np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=folds))])
-
-
-class _RidgeFit:
-    """Ridge regression of one training set for any penalty, from one eigendecomposition of its Gram matrix."""
-
-    def __init__(self, s: _Sums, standardize: bool) -> None:
-        n = s.n
-        mx, my = s.x / n, s.y / n
-        cov = s.xx - n * np.outer(mx, mx)
-        cxy = s.xy - n * np.outer(mx, my)
-        self.cyy = np.maximum(s.yy - n * my**2, 0.0)
-        var = np.maximum(np.diag(cov) / n, 0.0)
-        mean = s.shift_x + mx
-        # scikit-learn's bound on the rounding error of a variance: below it a feature is constant
-        varying = var > n * _EPS * var + (n * mean * _EPS) ** 2
-        self.scale = np.where(varying, np.sqrt(var), 1.0) if standardize else np.ones_like(var)
-        gram = cov / np.outer(self.scale, self.scale)
-        gram[~varying] = 0.0
-        gram[:, ~varying] = 0.0
-        lam, self.vec = scipy.linalg.eigh(gram, driver="evd")
-        self.lam = np.clip(lam, 0.0, None)
-        self.proj = self.vec.T @ np.where(varying[:, None], cxy / self.scale[:, None], 0.0)
-        self.base = float(np.trace(gram)) / max(int(varying.sum()), 1) or 1.0
-        self.n, self.mean_x, self.mean_y = n, mean, s.shift_y + my
-
-    def choose(self, alphas: tuple[float, ...] | None, cols: slice) -> float:
-        """The penalty minimising GCV on the training set (summed over outputs, each relative to its variance)."""
-        grid = self.base * _RELATIVE_GRID if alphas is None else np.asarray(alphas)
-        if grid.size == 1:
-            return float(grid[0])
-        lam = self.lam[None, :]
-        shrink = (lam + 2 * grid[:, None]) / (lam + grid[:, None]) ** 2
-        rss = np.maximum(self.cyy[cols] - shrink @ self.proj[:, cols] ** 2, 0.0)
-        relative_rss = (rss / np.maximum(self.cyy[cols], _EPS)).sum(axis=1)
-        dof = (lam / (lam + grid[:, None])).sum(axis=1) + 1.0  # + 1 for the intercept
-        gcv = np.full(grid.shape, np.inf)
-        np.divide(relative_rss, (1.0 - dof / self.n) ** 2, out=gcv, where=dof < self.n)
-        return float(grid[int(np.argmin(gcv))])
-
-    def coef(self, alpha: float, cols: slice) -> tuple[np.ndarray, np.ndarray]:
-        """Weights W (d × k) and intercept c (k) in the original coordinates: prediction = x @ W + c."""
-        w = self.vec @ (self.proj[:, cols] / (self.lam + alpha)[:, None]) / self.scale[:, None]
-        return w, self.mean_y[cols] - self.mean_x @ w
-
-
-def _r2_on(s: _Sums, w: np.ndarray, c: np.ndarray, cols: slice) -> np.ndarray:
-    """Held-out R² per output of the model ``x @ w + c`` on the rows summed in ``s`` (scikit-learn's r2_score)."""
-    b = c + s.shift_x @ w - s.shift_y[cols]
-    yy, ysum, xy = s.yy[cols], s.y[cols], s.xy[:, cols]
-    sse = (yy - 2 * b * ysum + s.n * b**2 - 2 * np.einsum("dk,dk->k", xy, w) + 2 * b * (s.x @ w)
-           + np.einsum("dk,dk->k", w, s.xx @ w))
-    sse = np.maximum(sse, 0.0)
-    sst = np.maximum(yy - ysum**2 / s.n, 0.0)
-    safe = np.where(sst > 0, sst, 1.0)
-    return np.where(sst > 0, 1.0 - sse / safe, np.where(sse > 0, 0.0, 1.0))
-
-
 class _Outcome(NamedTuple):
     """The numbers of one probe fit (a layer, or one control run)."""
 
@@ -722,8 +579,8 @@ class _Outcome(NamedTuple):
     transfer_scores: np.ndarray | None = None
 
 
-def _ridge_outcomes(m: _Moments, groups: Sequence[slice], opts: _Options, standardize: bool,
-                    transfer: _Moments | None = None) -> list[_Outcome]:
+def _ridge_outcomes(m: Moments, groups: Sequence[slice], opts: _Options, standardize: bool,
+                    transfer: Moments | None = None) -> list[_Outcome]:
     """Held-out scores (penalty chosen inside each training fold) and the full fit, for each column group.
 
     With ``transfer``, each fold's model is also scored on that fold of ``transfer``
@@ -733,17 +590,17 @@ def _ridge_outcomes(m: _Moments, groups: Sequence[slice], opts: _Options, standa
     moved = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
     alphas: list[list[float]] = [[] for _ in groups]
     out = []
-    with _one_blas_thread(m.x.shape[1] <= 512):
+    with one_blas_thread(m.x.shape[1] <= 512):
         for f in range(opts.folds):
-            fit, test = _RidgeFit(m.train(f), standardize), m.fold(f)
+            fit, test = RidgeFit(m.train(f), standardize), m.fold(f)
             for g, cols in enumerate(groups):
                 alpha = fit.choose(opts.alphas, cols)
                 alphas[g].append(alpha)
                 model = fit.coef(alpha, cols)
-                scores[g][f] = _r2_on(test, *model, cols)
+                scores[g][f] = r2_on(test, *model, cols)
                 if transfer is not None:
-                    moved[g][f] = _r2_on(transfer.fold(f), *model, cols)
-        full = _RidgeFit(m.total(), standardize)
+                    moved[g][f] = r2_on(transfer.fold(f), *model, cols)
+        full = RidgeFit(m.total(), standardize)
         for g, cols in enumerate(groups):
             alpha = full.choose(opts.alphas, cols)
             w, c = full.coef(alpha, cols)
@@ -784,10 +641,10 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
     seeds = opts.control_seeds if opts.controls else 0
     y_all = np.hstack([y] + [_shuffled(y, opts.seed, i) for i in range(seeds)])
     names = [layer.name for layer in layers]
-    trained = {name: _Moments(opts.folds) for name in names}
+    trained = {name: Moments(opts.folds) for name in names}
     copies = [_untrained_policy(policy, opts.seed + i) for i in range(seeds)]
-    untrained = [{name: _Moments(opts.folds) for name in names} for _ in copies]
-    raw: _Moments | None = _Moments(opts.folds) if opts.controls else None
+    untrained = [{name: Moments(opts.folds) for name in names} for _ in copies]
+    raw: Moments | None = Moments(opts.folds) if opts.controls else None
     raw_width = int(np.prod(policy.obs_shape))
     raw_note = ()
     if raw is not None and raw_width > MAX_RIDGE_WIDTH:
@@ -798,16 +655,15 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
         if chunk.stop > n:
             raise RliError(f"obs has more observations than the target's {n} values; give one target value per "
                            "observation")
-        order, bounds = _fold_order(ids[chunk.start:chunk.stop], opts.folds)
-        for name in names:
-            trained[name].add(chunk.activations[name], y_all[chunk.start:chunk.stop], order, bounds)
+        order, bounds = fold_order(ids[chunk.start:chunk.stop], opts.folds)
         rows = y[chunk.start:chunk.stop]
+        jobs = [(trained[name], chunk.activations[name], y_all[chunk.start:chunk.stop]) for name in names]
         if raw is not None:
-            raw.add(_raw_features(policy, chunk.obs), rows, order, bounds)
+            jobs.append((raw, _raw_features(policy, chunk.obs), rows))
+        accumulate(jobs, order, bounds)
         for clone, moments in zip(copies, untrained):
             acts = capture(clone, chunk.obs, names, chunk_size=len(chunk.obs), pool=opts.pool)
-            for name in names:
-                moments[name].add(acts[name], rows, order, bounds)
+            accumulate([(moments[name], acts[name], rows) for name in names], order, bounds)
         seen = chunk.stop
     if seen != n:
         raise RliError(f"obs has {seen} observations but the target has {n} values; give one target value per "
@@ -871,7 +727,7 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, s
     target = y if classify or y.shape[1] > 1 else y[:, 0]
     multi = not classify and y.shape[1] > 1
     scores, outputs, balanced = [], [], []
-    with _one_blas_thread(x.size < 2e7), warnings.catch_warnings(record=True) as caught:
+    with one_blas_thread(x.size < 2e7), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         for f in range(opts.folds):
             train, test = ids != f, ids == f

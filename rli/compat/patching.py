@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from rli.capture import capture
+from rli.capture import _check_finite, _run_chunk
 from rli.compat.probing import _engine, _measuring_layers
 
 __all__ = ["ActivationPatcher"]
@@ -26,8 +27,8 @@ class ActivationPatcher:
     """Replace the output of ``model[layer_idx]`` by its output on ``counterfactual_obs``, from construction to :meth:`remove`.
 
     Same signature and behaviour as ``rl_interrogate.ActivationPatcher``. On every forward
-    pass the counterfactual observations run through the model up to the layer (with
-    :func:`rli.capture`, the patch itself taken off meanwhile) and their activations are
+    pass the counterfactual observations run through the model up to the layer (rli's capture
+    engine; the observations are validated once, here; the patch itself is taken off meanwhile) and their activations are
     returned in place of the layer's output. Parameters are never modified.
 
     Rigorous equivalent: ``with rli.patch(policy, layer, source_obs):`` inside
@@ -53,15 +54,21 @@ class ActivationPatcher:
     def __init__(self, model: nn.Module, layer_idx: int, counterfactual_obs: torch.Tensor) -> None:
         self._model, self._layer_idx, self._cf_obs = model, layer_idx, counterfactual_obs
         self._policy, self._layer = _engine(model, layer_idx)
+        # Validated once; for a CPU tensor or an array this is a view, so in-place edits are followed, as in the
+        # reference (non-finite activations they produce are still refused on every pass).
+        self._cf_rows = self._policy.prepare_obs(counterfactual_obs)
         self._module = model[layer_idx]
         self._hook = self._module.register_forward_hook(self._patch)
 
     def _patch(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if _measuring_layers.get():
             return output
+        acts = np.empty((len(self._cf_rows), self._layer.width), dtype=np.float32)
         self._hook.remove()  # the counterfactual pass runs through this layer too: unpatched
         try:
-            acts = capture(self._policy, self._cf_obs, [self._layer])[self._layer.name]
+            with self._policy.inference():
+                _run_chunk(self._policy, self._cf_rows, [self._layer], "flatten", {self._layer.name: acts})
+            _check_finite({self._layer.name: acts}, self._cf_rows, 0)
         finally:
             self._hook = self._module.register_forward_hook(self._patch)
         batch_shape = tuple(self._cf_obs.shape)[:len(self._cf_obs.shape) - len(self._policy.obs_shape)]

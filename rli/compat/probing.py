@@ -30,8 +30,8 @@ from torch import nn
 
 from rli.capture import capture
 from rli.loading import load_policy
+from rli.moments import one_blas_thread
 from rli.policy import Layer, Policy
-from rli.probes import _one_blas_thread
 
 __all__ = ["LassoProbe", "LinearProbe", "MLPProbe", "UntrainedBaseline"]
 
@@ -78,7 +78,7 @@ def _split_fit_score(make: Callable[[], Any], x: Any, y: Any, test_size: float, 
     shared machine a second thread makes the ridge fit 5-20× slower, and the result is the same.
     """
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed)
-    with _one_blas_thread(math.prod(np.shape(x)) < 2e7), warnings.catch_warnings():
+    with one_blas_thread(math.prod(np.shape(x)) < 2e7), warnings.catch_warnings():
         if quiet:  # the reference silences convergence warnings of LassoCV and the MLP
             warnings.simplefilter("ignore")
         estimator = make().fit(x_train, y_train)

@@ -1,0 +1,216 @@
+"""Ridge regression from streamed sufficient statistics, per fold, accumulated on every core.
+
+:class:`Moments` keeps, per fold, the sums ``Σx``, ``XᵀX``, ``Σy``, ``Σy²`` and ``Xᵀy``
+(float64, in coordinates shifted by the first chunk's means, so centring loses no
+digits); :class:`RidgeFit` solves ridge regression of a training set for any penalty
+from one eigendecomposition of its Gram matrix and picks the penalty by GCV; :func:`r2_on`
+scores a model on a fold from that fold's sums alone.
+
+Example:
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(1000, 3)); y = x @ [[1.0], [2.0], [0.0]]
+    >>> ids = np.arange(1000) % 5
+    >>> order, bounds = fold_order(ids, 5)
+    >>> m = Moments(5); m.add(x, y, order, bounds)
+    >>> fit = RidgeFit(m.train(0), standardize=False)
+    >>> w, c = fit.coef(1e-9, slice(0, 1))
+    >>> np.round(w.ravel(), 6).tolist() == [1, 2, 0], float(np.round(r2_on(m.fold(0), w, c, slice(0, 1))[0], 6))
+    (True, 1.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
+_EPS = np.finfo(np.float64).eps
+# Threads for the Gram updates: the cores this process may use (at most 8; the updates are memory-bound beyond).
+WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+_threadpools: Any = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
+    """Limit numpy/scipy's BLAS to one thread (``when`` it pays).
+
+    For the per-fold Gram updates (a few thousand rows each) and small solves, BLAS
+    threads cost more than they save, and several times more on a busy machine
+    (pytest-xdist workers, other jobs): measured on 2 cores under load, Gram updates
+    run 4× and a small logistic fit 20× faster on one thread. Torch's threads (the
+    forward pass) are not affected.
+    """
+    global _threadpools
+    if not when:
+        return contextlib.nullcontext()
+    if _threadpools is None:
+        from threadpoolctl import ThreadpoolController
+
+        _threadpools = ThreadpoolController()
+    return _threadpools.limit(limits=1, user_api="blas")
+
+
+
+class Sums(NamedTuple):
+    """Sums over a set of rows, in coordinates shifted by ``shift_x`` / ``shift_y``."""
+
+    n: float
+    x: np.ndarray
+    xx: np.ndarray
+    y: np.ndarray
+    yy: np.ndarray
+    xy: np.ndarray
+    shift_x: np.ndarray
+    shift_y: np.ndarray
+
+
+class Moments:
+    """Per-fold sufficient statistics of features x (n × d) and targets y (n × k), accumulated chunk by chunk."""
+
+    def __init__(self, folds: int) -> None:
+        self.folds = folds
+        self.shift_x: np.ndarray | None = None
+
+    def add(self, x: np.ndarray, y: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> None:
+        """Add rows already grouped by fold: rows ``order[bounds[f]:bounds[f+1]]`` belong to fold f."""
+        accumulate([(self, x, y)], order, bounds)
+
+    def _shifted(self, x: np.ndarray, y: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows sorted by fold, as float64, in the shifted coordinates (the shift is set by the first chunk)."""
+        x = np.asarray(x).reshape(len(x), -1)[order].astype(np.float64)
+        y = y[order]
+        if self.shift_x is None:
+            d, k = x.shape[1], y.shape[1]
+            self.shift_x, self.shift_y = x.mean(axis=0), y.mean(axis=0)
+            self.n = np.zeros(self.folds)
+            self.x, self.y, self.yy = np.zeros((self.folds, d)), np.zeros((self.folds, k)), np.zeros((self.folds, k))
+            self.xx, self.xy = np.zeros((self.folds, d, d)), np.zeros((self.folds, d, k))
+        x -= self.shift_x
+        return x, y - self.shift_y
+
+    def _add_fold(self, f: int, xs: np.ndarray, ys: np.ndarray) -> None:
+        self.n[f] += len(xs)
+        self.x[f] += xs.sum(axis=0)
+        self.xx[f] += xs.T @ xs
+        self.y[f] += ys.sum(axis=0)
+        self.yy[f] += np.einsum("ij,ij->j", ys, ys)
+        self.xy[f] += xs.T @ ys
+
+    def sums(self, rows: Sequence[int]) -> Sums:
+        """Sums over the folds in ``rows``."""
+        idx = list(rows)
+        return Sums(self.n[idx].sum(), self.x[idx].sum(0), self.xx[idx].sum(0), self.y[idx].sum(0),
+                     self.yy[idx].sum(0), self.xy[idx].sum(0), self.shift_x, self.shift_y)
+
+    def fold(self, f: int) -> Sums:
+        return self.sums([f])
+
+    def train(self, f: int) -> Sums:
+        return self.sums([g for g in range(self.folds) if g != f])
+
+    def total(self) -> Sums:
+        return self.sums(range(self.folds))
+
+
+def fold_order(ids: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ids, kind="stable")
+    return order, np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=folds))])
+
+
+def accumulate(jobs: Sequence[tuple[Moments, np.ndarray, np.ndarray]], order: np.ndarray, bounds: np.ndarray) -> None:
+    """Add one chunk to several :class:`Moments` (``(moments, features, targets)`` each), using every core.
+
+    The Gram updates are the cost of a ridge probe beyond the forward pass (``n·d²`` per
+    layer), and they run on one BLAS thread (see :func:`one_blas_thread`); here independent
+    updates run side by side on up to :data:`WORKERS` threads, one task per feature set (a
+    single set stays in this thread: splitting its folds over threads measured 10% slower,
+    the tasks being too small). Each set's sums are computed by the same operations
+    whichever thread runs them, so the result is bit-identical to a serial run and does not
+    depend on the number of cores.
+    """
+    folds = [(f, slice(bounds[f], bounds[f + 1])) for f in range(len(bounds) - 1) if bounds[f + 1] > bounds[f]]
+
+    def add(job: tuple[Moments, np.ndarray, np.ndarray]) -> None:
+        moments, x, y = job
+        xs, ys = moments._shifted(x, y, order)
+        for f, rows in folds:
+            moments._add_fold(f, xs[rows], ys[rows])
+
+    biggest_first = sorted(jobs, key=lambda job: -np.asarray(job[1]).size)
+    with one_blas_thread():
+        _run_all([functools.partial(add, job) for job in biggest_first])
+
+
+def _run_all(tasks: Sequence[Callable[[], None]]) -> None:
+    """Run ``tasks`` on the shared worker threads (in this thread when there is one task or one core)."""
+    global _pool
+    if WORKERS == 1 or len(tasks) == 1:
+        for task in tasks:
+            task()
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rli-moments")
+    for future in [_pool.submit(task) for task in tasks]:
+        future.result()
+
+
+class RidgeFit:
+    """Ridge regression of one training set for any penalty, from one eigendecomposition of its Gram matrix."""
+
+    def __init__(self, s: Sums, standardize: bool) -> None:
+        n = s.n
+        mx, my = s.x / n, s.y / n
+        cov = s.xx - n * np.outer(mx, mx)
+        cxy = s.xy - n * np.outer(mx, my)
+        self.cyy = np.maximum(s.yy - n * my**2, 0.0)
+        var = np.maximum(np.diag(cov) / n, 0.0)
+        mean = s.shift_x + mx
+        # scikit-learn's bound on the rounding error of a variance: below it a feature is constant
+        varying = var > n * _EPS * var + (n * mean * _EPS) ** 2
+        self.scale = np.where(varying, np.sqrt(var), 1.0) if standardize else np.ones_like(var)
+        gram = cov / np.outer(self.scale, self.scale)
+        gram[~varying] = 0.0
+        gram[:, ~varying] = 0.0
+        lam, self.vec = scipy.linalg.eigh(gram, driver="evd")
+        self.lam = np.clip(lam, 0.0, None)
+        self.proj = self.vec.T @ np.where(varying[:, None], cxy / self.scale[:, None], 0.0)
+        self.base = float(np.trace(gram)) / max(int(varying.sum()), 1) or 1.0
+        self.n, self.mean_x, self.mean_y = n, mean, s.shift_y + my
+
+    def choose(self, alphas: tuple[float, ...] | None, cols: slice) -> float:
+        """The penalty minimising GCV on the training set (summed over outputs, each relative to its variance)."""
+        grid = self.base * RELATIVE_GRID if alphas is None else np.asarray(alphas)
+        if grid.size == 1:
+            return float(grid[0])
+        lam = self.lam[None, :]
+        shrink = (lam + 2 * grid[:, None]) / (lam + grid[:, None]) ** 2
+        rss = np.maximum(self.cyy[cols] - shrink @ self.proj[:, cols] ** 2, 0.0)
+        relative_rss = (rss / np.maximum(self.cyy[cols], _EPS)).sum(axis=1)
+        dof = (lam / (lam + grid[:, None])).sum(axis=1) + 1.0  # + 1 for the intercept
+        gcv = np.full(grid.shape, np.inf)
+        np.divide(relative_rss, (1.0 - dof / self.n) ** 2, out=gcv, where=dof < self.n)
+        return float(grid[int(np.argmin(gcv))])
+
+    def coef(self, alpha: float, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Weights W (d × k) and intercept c (k) in the original coordinates: prediction = x @ W + c."""
+        w = self.vec @ (self.proj[:, cols] / (self.lam + alpha)[:, None]) / self.scale[:, None]
+        return w, self.mean_y[cols] - self.mean_x @ w
+
+
+def r2_on(s: Sums, w: np.ndarray, c: np.ndarray, cols: slice) -> np.ndarray:
+    """Held-out R² per output of the model ``x @ w + c`` on the rows summed in ``s`` (scikit-learn's r2_score)."""
+    b = c + s.shift_x @ w - s.shift_y[cols]
+    yy, ysum, xy = s.yy[cols], s.y[cols], s.xy[:, cols]
+    sse = (yy - 2 * b * ysum + s.n * b**2 - 2 * np.einsum("dk,dk->k", xy, w) + 2 * b * (s.x @ w)
+           + np.einsum("dk,dk->k", w, s.xx @ w))
+    sse = np.maximum(sse, 0.0)
+    sst = np.maximum(yy - ysum**2 / s.n, 0.0)
+    safe = np.where(sst > 0, sst, 1.0)
+    return np.where(sst > 0, 1.0 - sse / safe, np.where(sse > 0, 0.0, 1.0))

@@ -1,0 +1,60 @@
+"""Sufficient statistics accumulated on several threads are bit-identical to a serial run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rli
+from rli import moments
+from rli.moments import Moments, accumulate, fold_order
+
+
+def _chunks(seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(300, 20)).astype(np.float32), rng.normal(size=(300, 8)).astype(np.float32),
+             rng.normal(size=(300, 2))) for _ in range(3)]
+
+
+def _sums(workers: int, monkeypatch: pytest.MonkeyPatch, single: bool) -> list[np.ndarray]:
+    monkeypatch.setattr(moments, "WORKERS", workers)
+    wide, narrow = Moments(5), Moments(5)
+    ids = np.arange(900) % 5
+    for i, (a, b, y) in enumerate(_chunks(0)):
+        order, bounds = fold_order(ids[i * 300:(i + 1) * 300], 5)
+        accumulate([(wide, a, y)] if single else [(narrow, b, y), (wide, a, y)], order, bounds)
+    return [s for m in (wide, narrow) if m.shift_x is not None for s in (m.n, m.x, m.xx, m.y, m.yy, m.xy)]
+
+
+@pytest.mark.parametrize("single", [True, False], ids=["one-feature-set", "feature-sets-in-parallel"])
+@pytest.mark.parametrize("workers", [2, 3])
+def test_threads_give_the_serial_sums_bit_for_bit(workers: int, single: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = _sums(1, monkeypatch, single)
+    parallel = _sums(workers, monkeypatch, single)
+    assert all(np.array_equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+
+def test_add_is_accumulate_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _, y = _chunks(1)[0]
+    order, bounds = fold_order(np.arange(300) % 5, 5)
+    one, other = Moments(5), Moments(5)
+    one.add(a, y, order, bounds)
+    monkeypatch.setattr(moments, "WORKERS", 1)
+    accumulate([(other, a, y)], order, bounds)
+    assert np.array_equal(one.xx, other.xx) and np.array_equal(one.xy, other.xy)
+
+
+def test_layer_profile_does_not_depend_on_the_number_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    policy = rli.load_policy(nn.Sequential(nn.Linear(6, 32), nn.Tanh(), nn.Linear(32, 16), nn.Tanh(), nn.Linear(16, 2)))
+    obs = np.random.default_rng(0).normal(size=(2000, 6)).astype(np.float32)
+    y = np.sin(obs[:, 0]) + obs[:, 1] ** 2
+
+    def profile(workers: int) -> list:
+        monkeypatch.setattr(moments, "WORKERS", workers)
+        result = rli.probe_layers(policy, obs, y, chunk_size=512)
+        return [r.to_dict() for r in (result[name] for name in result.layers)]
+
+    assert profile(1) == profile(2)

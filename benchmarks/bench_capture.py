@@ -14,15 +14,9 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
+from common import reference_mlp
 
 import rli
-
-
-def mlp() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(28, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 128), nn.Tanh(),
-                         nn.Linear(128, 4))
 
 
 def timed(fn, repeats: int) -> float:
@@ -40,7 +34,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    model = mlp().eval()
+    model = reference_mlp().eval()
     obs = np.random.default_rng(0).normal(size=(args.n, 28)).astype(np.float32)
     obs_t = torch.as_tensor(obs)
     policy = rli.load_policy(model)

@@ -16,49 +16,24 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
-import time
 import timeit
-from collections.abc import Callable
 
 import numpy as np
 import rl_interrogate
 import rl_interrogate.probing
 import torch
+from common import cpu_model, interleaved, reference_mlp
 from torch import nn
 
 import rli.compat
 import rli.compat.probing
 
 
-def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, list[float]], dict]:
-    """Seconds per run of every variant (variants interleaved so machine load hits them alike), and last results."""
-    results = {name: run() for name, run in runs.items()}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            results[name] = run()
-            times[name].append(time.perf_counter() - start)
-    return times, results
-
-
 def _per_call_us(model: nn.Module, x: torch.Tensor, number: int = 500) -> float:
     with torch.no_grad():
         return min(timeit.repeat(lambda: model(x), number=number, repeat=5)) / number * 1e6
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -67,14 +42,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(28, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
-                          nn.Linear(256, 128), nn.Tanh(), nn.Linear(128, 4))
+    model = reference_mlp()
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(args.n, 28)).astype(np.float32)
     y = np.sin(obs[:, 12]) + 0.5 * obs[:, 9] * obs[:, 10] + 0.1 * rng.normal(size=args.n)
 
-    times, results = _interleaved({
+    times, results = interleaved({
         "reference `LinearProbe().fit(model, 5, obs, y).score()`":
             lambda: rl_interrogate.LinearProbe().fit(model, 5, obs, y).score(),
         "rli.compat `LinearProbe().fit(model, 5, obs, y).score()`":
@@ -100,7 +73,7 @@ def main() -> int:
         patcher.remove()
 
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"{datetime.date.today().isoformat()}: nproc {os.cpu_count()}, CPU {_cpu()!r}, torch {torch.__version__} "
+    print(f"{datetime.date.today().isoformat()}: nproc {os.cpu_count()}, CPU {cpu_model()!r}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), load average {load}; n = {args.n}, {args.repeats} repeats\n")
     print("| variant | best s | median s |")
     print("|---|---:|---:|")

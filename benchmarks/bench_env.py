@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from common import cpu_model
 
 from rli.envs import FORMATION_FLIGHT, FormationFlightEnv, probe_grid
 
@@ -57,13 +58,6 @@ def probe_grid_time() -> float:
     start = time.perf_counter()
     probe_grid()
     return time.perf_counter() - start
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -18,30 +18,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import time
 import timeit
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from common import cpu_model, interleaved, reference_mlp
 from torch import nn
 
 import rli
-
-
-def _interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds per run for every variant, variants interleaved so that machine load hits them alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():
-        run()
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def _with_reference(model: nn.Module, direction: np.ndarray, run: Callable[[], object]) -> object:
@@ -55,26 +41,13 @@ def _with_reference(model: nn.Module, direction: np.ndarray, run: Callable[[], o
         hook.remove()
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(28, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
-                          nn.Linear(256, 128), nn.Tanh(), nn.Linear(128, 4))
+    model = reference_mlp()
     policy = rli.load_policy(model)
     obs = np.random.default_rng(0).normal(size=(args.n, 28)).astype(np.float32)
     x = torch.from_numpy(obs)
@@ -93,7 +66,7 @@ def main() -> None:
                 return run()
         return timed
 
-    times = _interleaved({
+    times, _ = interleaved({
         "bare forward": forward,
         "forward + rli.ablate (1 dir)": under(cut, forward),
         "forward + reference AblationHook": lambda: _with_reference(model, direction, forward),
@@ -107,7 +80,7 @@ def main() -> None:
     typical = {name: statistics.median(values) for name, values in times.items()}
     print(f"{args.n} observations, 28→256→256→128→4 Tanh MLP, ablation at layer 5 (width 128), "
           f"{args.repeats} interleaved repeats")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {_cpu()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {cpu_model()}")
     print(f"{'':40s} {'best ms':>8s} {'median ms':>10s} {'× bare (best)':>14s}")
     for name in times:
         print(f"{name:40s} {best[name] * 1e3:8.1f} {typical[name] * 1e3:10.1f} {best[name] / best['bare forward']:14.2f}")

@@ -33,19 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_model, reference_mlp
+
 CHUNK = 8192
 LIMIT_MIB = 1024
-
-
-def _policy():
-    import torch
-    from torch import nn
-
-    import rli
-
-    torch.manual_seed(0)
-    return rli.load_policy(nn.Sequential(nn.Linear(28, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
-                                         nn.Linear(256, 128), nn.Tanh(), nn.Linear(128, 4)))
 
 
 def _chunk(i: int, rows: int):
@@ -71,7 +62,7 @@ def _child(mode: str, n: int, path: str) -> dict:
 
     import rli
 
-    policy = _policy()
+    policy = rli.load_policy(reference_mlp())
     y = np.concatenate([_target(batch) for batch in _batches(n)])  # 8 bytes per observation, as a user would hold
     start = time.perf_counter()
     result = None
@@ -91,17 +82,6 @@ def _measure(mode: str, n: int, path: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--n", str(n), "--path", path],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -135,7 +115,7 @@ def main() -> int:
     lines = [
         f"# Memory: a ridge probe over {args.n:,} observations",
         "",
-        f"`python benchmarks/bench_memory.py --n {args.n}` on {stamp}: {os.cpu_count()} cores (nproc), {_cpu()}, "
+        f"`python benchmarks/bench_memory.py --n {args.n}` on {stamp}: {os.cpu_count()} cores (nproc), {cpu_model()}, "
         f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}; a machine shared "
         "with other jobs, so the times are indicative, the memory is not affected.",
         "",

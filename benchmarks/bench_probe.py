@@ -18,40 +18,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from common import cpu_model, interleaved, reference_mlp
 
 import rli
-
-
-def _timed(runs: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, list[float]], dict[str, object]]:
-    """Seconds per run of every variant, interleaved so that machine load hits them alike; last result of each."""
-    results = {name: run() for name, run in runs.items()}
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            results[name] = run()
-            times[name].append(time.perf_counter() - start)
-    return times, results
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -63,9 +37,7 @@ def main() -> None:
 
     from rl_interrogate.probing import LinearProbe
 
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(28, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(),
-                          nn.Linear(256, 128), nn.Tanh(), nn.Linear(128, 4))
+    model = reference_mlp()
     policy = rli.load_policy(model)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(args.n, 28)).astype(np.float32)
@@ -85,14 +57,14 @@ def main() -> None:
         "rli.probe_layers (all 7)": lambda: rli.probe_layers(policy, obs, y, controls=False),
         "reference LinearProbe(5)": reference,
     }
-    times, results = _timed(runs, args.repeats)
+    times, results = interleaved(runs, args.repeats)
     best = {name: min(t) for name, t in times.items()}
     single, sweep = results["rli.probe(layer=5)"], results["rli.probe_layers (all 7)"]
 
     lines = [
         "## bench_probe",
         "",
-        f"{datetime.date.today().isoformat()} · {os.cpu_count()} cores ({_cpu()}) · torch {torch.__version__}, "
+        f"{datetime.date.today().isoformat()} · {os.cpu_count()} cores ({cpu_model()}) · torch {torch.__version__}, "
         f"numpy {np.__version__} · load average {os.getloadavg()[0]:.2f} at the end · n = {args.n}, "
         f"best/median of {args.repeats} interleaved repeats",
         "",

@@ -29,13 +29,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
+import torch
 
 RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
 _EPS = np.finfo(np.float64).eps
-# Threads for the Gram updates: the cores this process may use (at most 8; the updates are memory-bound beyond).
+# Threads for the Gram updates: the cores this process may use (at most 8; the updates are memory-bound beyond),
+# and never more than torch.get_num_threads() at the time of the call.
 WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _threadpools: Any = None
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
@@ -149,15 +151,16 @@ def accumulate(jobs: Sequence[tuple[Moments, np.ndarray, np.ndarray]], order: np
 
 
 def _run_all(tasks: Sequence[Callable[[], None]]) -> None:
-    """Run ``tasks`` on the shared worker threads (in this thread when there is one task or one core)."""
-    global _pool
-    if WORKERS == 1 or len(tasks) == 1:
+    """Run ``tasks`` on shared worker threads: as many as torch may use (``torch.set_num_threads``), at most
+    :data:`WORKERS`; in this thread when that is one, or when there is one task."""
+    workers = min(WORKERS, torch.get_num_threads())
+    if workers == 1 or len(tasks) == 1:
         for task in tasks:
             task()
         return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rli-moments")
-    for future in [_pool.submit(task) for task in tasks]:
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rli-moments")
+    for future in [_pools[workers].submit(task) for task in tasks]:
         future.result()
 
 

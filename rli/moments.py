@@ -59,7 +59,6 @@ def one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
     return _threadpools.limit(limits=1, user_api="blas")
 
 
-
 class Sums(NamedTuple):
     """Sums over a set of rows, in coordinates shifted by ``shift_x`` / ``shift_y``."""
 
@@ -112,16 +111,20 @@ class Moments:
                      self.yy[idx].sum(0), self.xy[idx].sum(0), self.shift_x, self.shift_y)
 
     def fold(self, f: int) -> Sums:
+        """Sums over fold ``f`` (its held-out rows)."""
         return self.sums([f])
 
     def train(self, f: int) -> Sums:
+        """Sums over every fold but ``f`` (the training set of fold ``f``)."""
         return self.sums([g for g in range(self.folds) if g != f])
 
     def total(self) -> Sums:
+        """Sums over all rows."""
         return self.sums(range(self.folds))
 
 
 def fold_order(ids: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """A chunk's row order grouped by fold id, and the bounds of each fold's group in it (``folds + 1`` values)."""
     order = np.argsort(ids, kind="stable")
     return order, np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=folds))])
 

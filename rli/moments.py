@@ -163,8 +163,14 @@ def _run_all(tasks: Sequence[Callable[[], None]]) -> None:
         return
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rli-moments")
-    for future in [_pools[workers].submit(task) for task in tasks]:
-        future.result()
+    futures = [_pools[workers].submit(task) for task in tasks]
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:  # KeyboardInterrupt or a failed task: drop what has not started (it would be discarded)
+        for future in futures:
+            future.cancel()
+        raise
 
 
 class RidgeFit:

@@ -58,3 +58,31 @@ def test_layer_profile_does_not_depend_on_the_number_of_threads(monkeypatch: pyt
         return [r.to_dict() for r in (result[name] for name in result.layers)]
 
     assert profile(1) == profile(2)
+
+
+def test_a_failing_update_cancels_the_rest_and_leaves_blas_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(moments, "WORKERS", 2)
+    before = [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()]
+    sets = [Moments(5) for _ in range(8)]
+    calls = []
+    original = Moments._shifted
+
+    def shifted(self, x, y, order):
+        calls.append(self)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(self, x, y, order)
+
+    monkeypatch.setattr(Moments, "_shifted", shifted, raising=True)
+    rng = np.random.default_rng(2)
+    a, y = rng.normal(size=(4000, 300)), rng.normal(size=(4000, 1))  # ~10 ms per update: the failure comes first
+    order, bounds = fold_order(np.arange(4000) % 5, 5)
+    with pytest.raises(KeyboardInterrupt):
+        accumulate([(m, a, y) for m in sets], order, bounds)
+    pool = moments._pools.get(min(2, torch.get_num_threads()))  # None when serial (one torch thread)
+    for _ in range(2 if pool else 0):  # first in, first out: once these ran, every earlier task ran or was cancelled
+        pool.submit(lambda: None).result()
+    assert len(calls) < len(sets)  # the tasks queued behind the failure never ran
+    assert [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()] == before

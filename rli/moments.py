@@ -37,7 +37,7 @@ _EPS = np.finfo(np.float64).eps
 # and never more than torch.get_num_threads() at the time of the call.
 WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _threadpools: Any = None
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[Any, Any] = {}  # worker count → ThreadPoolExecutor, and "pid" → the process that made them
 
 
 def one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
@@ -161,6 +161,9 @@ def _run_all(tasks: Sequence[Callable[[], None]]) -> None:
         for task in tasks:
             task()
         return
+    if _pools.get("pid") != os.getpid():  # a forked child inherits the pools but not their threads: start afresh
+        _pools.clear()
+        _pools["pid"] = os.getpid()
     if workers not in _pools:
         _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rli-moments")
     futures = [_pools[workers].submit(task) for task in tasks]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +89,26 @@ def test_a_failing_update_cancels_the_rest_and_leaves_blas_as_it_was(monkeypatch
         pool.submit(lambda: None).result()
     assert len(calls) < len(sets)  # the tasks queued behind the failure never ran
     assert [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()] == before
+
+
+def _accumulate_in_child(queue) -> None:
+    a, b, y = _chunks(3)[0]
+    wide, narrow = Moments(5), Moments(5)
+    accumulate([(wide, a, y), (narrow, b, y)], *fold_order(np.arange(300) % 5, 5))
+    queue.put(wide.xx.sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is a POSIX start method")
+def test_a_forked_child_gets_its_own_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moments, "WORKERS", 2)
+    _sums(2, monkeypatch, single=False)  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_accumulate_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung on the parent's worker threads"
+    assert child.exitcode == 0 and np.isfinite(queue.get(timeout=5))

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import os
@@ -170,9 +171,10 @@ def _run_all(tasks: Sequence[Callable[[], None]]) -> None:
     try:
         for future in futures:
             future.result()
-    except BaseException:  # KeyboardInterrupt or a failed task: drop what has not started (it would be discarded)
-        for future in futures:
-            future.cancel()
+    except BaseException:  # KeyboardInterrupt or a failed task: drop what has not started (it would be discarded),
+        for future in futures:  # and wait for what has: a task still running after the BLAS limit is lifted would
+            future.cancel()  # call threaded BLAS beside the caller's next call, which deadlocks OpenBLAS
+        concurrent.futures.wait(futures)
         raise
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -64,31 +65,39 @@ def test_layer_profile_does_not_depend_on_the_number_of_threads(monkeypatch: pyt
 
 
 def test_a_failing_update_cancels_the_rest_and_leaves_blas_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the call raises, no update runs on any more (one running on after the BLAS limit is lifted would call
+    threaded OpenBLAS beside the caller's next call: a deadlock), and the queued ones never start."""
     from threadpoolctl import threadpool_info
 
     monkeypatch.setattr(moments, "WORKERS", 2)
-    before = [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()]
+    limits = [(info["internal_api"], info["num_threads"]) for info in threadpool_info()]
     sets = [Moments(5) for _ in range(8)]
-    calls = []
-    original = Moments._shifted
+    started, folds_added = [], {id(m): 0 for m in sets}
+    shifted, add_fold = Moments._shifted, Moments._add_fold
 
-    def shifted(self, x, y, order):
-        calls.append(self)
-        if len(calls) == 1:
+    def failing_first(self, x, y, order):
+        started.append(self)
+        if len(started) == 1:
             raise KeyboardInterrupt
-        return original(self, x, y, order)
+        return shifted(self, x, y, order)
 
-    monkeypatch.setattr(Moments, "_shifted", shifted, raising=True)
+    def counted(self, f, xs, ys):
+        add_fold(self, f, xs, ys)
+        folds_added[id(self)] += 1
+
+    monkeypatch.setattr(Moments, "_shifted", failing_first)
+    monkeypatch.setattr(Moments, "_add_fold", counted)
     rng = np.random.default_rng(2)
     a, y = rng.normal(size=(4000, 300)), rng.normal(size=(4000, 1))  # ~10 ms per update: the failure comes first
     order, bounds = fold_order(np.arange(4000) % 5, 5)
     with pytest.raises(KeyboardInterrupt):
         accumulate([(m, a, y) for m in sets], order, bounds)
-    pool = moments._pools.get(min(2, torch.get_num_threads()))  # None when serial (one torch thread)
-    for _ in range(2 if pool else 0):  # first in, first out: once these ran, every earlier task ran or was cancelled
-        pool.submit(lambda: None).result()
-    assert len(calls) < len(sets)  # the tasks queued behind the failure never ran
-    assert [(pool["internal_api"], pool["num_threads"]) for pool in threadpool_info()] == before
+    snapshot = dict(folds_added)
+    assert all(snapshot[id(m)] == 5 for m in started[1:])  # every update that started had finished
+    assert len(started) < len(sets)  # the queued ones never started
+    time.sleep(0.1)
+    assert folds_added == snapshot and len(started) == len(set(map(id, started)))
+    assert [(info["internal_api"], info["num_threads"]) for info in threadpool_info()] == limits
 
 
 def _accumulate_in_child(queue) -> None:

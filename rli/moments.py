@@ -20,44 +20,17 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import functools
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
-import torch
+
+from rli.threads import one_blas_thread, run_all
 
 RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
 _EPS = np.finfo(np.float64).eps
-# Threads for the Gram updates: the cores this process may use (at most 8; the updates are memory-bound beyond),
-# and never more than torch.get_num_threads() at the time of the call.
-WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-_threadpools: Any = None
-_pools: dict[Any, Any] = {}  # worker count → ThreadPoolExecutor, and "pid" → the process that made them
-
-
-def one_blas_thread(when: bool = True) -> contextlib.AbstractContextManager:
-    """Limit numpy/scipy's BLAS to one thread (``when`` it pays).
-
-    For the per-fold Gram updates (a few thousand rows each) and small solves, BLAS
-    threads cost more than they save, and several times more on a busy machine
-    (pytest-xdist workers, other jobs): measured on 2 cores under load, Gram updates
-    run 4× and a small logistic fit 20× faster on one thread. Torch's threads (the
-    forward pass) are not affected.
-    """
-    global _threadpools
-    if not when:
-        return contextlib.nullcontext()
-    if _threadpools is None:
-        from threadpoolctl import ThreadpoolController
-
-        _threadpools = ThreadpoolController()
-    return _threadpools.limit(limits=1, user_api="blas")
 
 
 class Sums(NamedTuple):
@@ -134,8 +107,8 @@ def accumulate(jobs: Sequence[tuple[Moments, np.ndarray, np.ndarray]], order: np
     """Add one chunk to several :class:`Moments` (``(moments, features, targets)`` each), using every core.
 
     The Gram updates are the cost of a ridge probe beyond the forward pass (``n·d²`` per
-    layer), and they run on one BLAS thread (see :func:`one_blas_thread`); here independent
-    updates run side by side on up to :data:`WORKERS` threads, one task per feature set (a
+    layer), and they run on one BLAS thread (see :func:`rli.threads.one_blas_thread`); here
+    independent updates run side by side (:func:`rli.threads.run_all`), one task per feature set (a
     single set stays in this thread: splitting its folds over threads measured 10% slower,
     the tasks being too small). Each set's sums are computed by the same operations
     whichever thread runs them, so the result is bit-identical to a serial run and does not
@@ -151,31 +124,7 @@ def accumulate(jobs: Sequence[tuple[Moments, np.ndarray, np.ndarray]], order: np
 
     biggest_first = sorted(jobs, key=lambda job: -np.asarray(job[1]).size)
     with one_blas_thread():
-        _run_all([functools.partial(add, job) for job in biggest_first])
-
-
-def _run_all(tasks: Sequence[Callable[[], None]]) -> None:
-    """Run ``tasks`` on shared worker threads: as many as torch may use (``torch.set_num_threads``), at most
-    :data:`WORKERS`; in this thread when that is one, or when there is one task."""
-    workers = min(WORKERS, torch.get_num_threads())
-    if workers == 1 or len(tasks) == 1:
-        for task in tasks:
-            task()
-        return
-    if _pools.get("pid") != os.getpid():  # a forked child inherits the pools but not their threads: start afresh
-        _pools.clear()
-        _pools["pid"] = os.getpid()
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rli-moments")
-    futures = [_pools[workers].submit(task) for task in tasks]
-    try:
-        for future in futures:
-            future.result()
-    except BaseException:  # KeyboardInterrupt or a failed task: drop what has not started (it would be discarded),
-        for future in futures:  # and wait for what has: a task still running after the BLAS limit is lifted would
-            future.cancel()  # call threaded BLAS beside the caller's next call, which deadlocks OpenBLAS
-        concurrent.futures.wait(futures)
-        raise
+        run_all([functools.partial(add, job) for job in biggest_first])
 
 
 class RidgeFit:

@@ -34,10 +34,11 @@ import torch
 from rli import checks, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
 from rli.errors import RliError
-from rli.moments import Moments, RidgeFit, accumulate, fold_order, one_blas_thread, r2_on
+from rli.moments import Moments, RidgeFit, accumulate, fold_order, r2_on
 from rli.network import Network
 from rli.observations import ObsSet
 from rli.policy import Layer, LayerSpec, Policy
+from rli.threads import one_blas_thread
 
 KINDS = ("ridge", "lasso", "mlp", "logistic")
 MAX_RIDGE_WIDTH = 4096

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from rli.errors import RliError
-from rli.moments import one_blas_thread
+from rli.threads import one_blas_thread
 
 _RANK_RTOL = 1e-8
 

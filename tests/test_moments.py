@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import rli
-from rli import moments
+from rli import threads
 from rli.moments import Moments, accumulate, fold_order
 
 
@@ -23,7 +23,7 @@ def _chunks(seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 
 def _sums(workers: int, monkeypatch: pytest.MonkeyPatch, single: bool) -> list[np.ndarray]:
-    monkeypatch.setattr(moments, "WORKERS", workers)
+    monkeypatch.setattr(threads, "WORKERS", workers)
     wide, narrow = Moments(5), Moments(5)
     ids = np.arange(900) % 5
     for i, (a, b, y) in enumerate(_chunks(0)):
@@ -45,7 +45,7 @@ def test_add_is_accumulate_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
     order, bounds = fold_order(np.arange(300) % 5, 5)
     one, other = Moments(5), Moments(5)
     one.add(a, y, order, bounds)
-    monkeypatch.setattr(moments, "WORKERS", 1)
+    monkeypatch.setattr(threads, "WORKERS", 1)
     accumulate([(other, a, y)], order, bounds)
     assert np.array_equal(one.xx, other.xx) and np.array_equal(one.xy, other.xy)
 
@@ -57,7 +57,7 @@ def test_layer_profile_does_not_depend_on_the_number_of_threads(monkeypatch: pyt
     y = np.sin(obs[:, 0]) + obs[:, 1] ** 2
 
     def profile(workers: int) -> list:
-        monkeypatch.setattr(moments, "WORKERS", workers)
+        monkeypatch.setattr(threads, "WORKERS", workers)
         result = rli.probe_layers(policy, obs, y, chunk_size=512)
         return [r.to_dict() for r in (result[name] for name in result.layers)]
 
@@ -69,7 +69,7 @@ def test_a_failing_update_cancels_the_rest_and_leaves_blas_as_it_was(monkeypatch
     threaded OpenBLAS beside the caller's next call: a deadlock), and the queued ones never start."""
     from threadpoolctl import threadpool_info
 
-    monkeypatch.setattr(moments, "WORKERS", 2)
+    monkeypatch.setattr(threads, "WORKERS", 2)
     limits = [(info["internal_api"], info["num_threads"]) for info in threadpool_info()]
     sets = [Moments(5) for _ in range(8)]
     started, folds_added = [], {id(m): 0 for m in sets}
@@ -109,7 +109,7 @@ def _accumulate_in_child(queue) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is a POSIX start method")
 def test_a_forked_child_gets_its_own_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moments, "WORKERS", 2)
+    monkeypatch.setattr(threads, "WORKERS", 2)
     _sums(2, monkeypatch, single=False)  # the parent's pool exists now
     context = multiprocessing.get_context("fork")
     queue = context.Queue()

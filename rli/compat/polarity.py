@@ -21,9 +21,9 @@ from torch import nn
 
 from rli.capture import capture
 from rli.compat.probing import _extract_activations
-from rli.moments import one_blas_thread
 from rli.polarity import negate_sensors
 from rli.policy import Policy
+from rli.threads import one_blas_thread
 from rli.torch_networks import module_network
 
 __all__ = ["PolarityTest", "ddpg_polarity_test"]

@@ -30,8 +30,8 @@ from torch import nn
 
 from rli.capture import capture
 from rli.loading import load_policy
-from rli.moments import one_blas_thread
 from rli.policy import Layer, Policy
+from rli.threads import one_blas_thread
 
 __all__ = ["LassoProbe", "LinearProbe", "MLPProbe", "UntrainedBaseline"]
 

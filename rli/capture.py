@@ -218,10 +218,7 @@ def iter_activations(
     start = 0
     for raw in _chunks(obs, chunk_size):
         batch = policy.prepare_obs(raw)
-        out = {layer.name: np.empty((batch.shape[0], _width(layer, pool)), dtype=np.float32) for layer in resolved}
-        with policy.inference():
-            _run_chunk(policy, batch, resolved, pool, out)
-        _check_finite(out, batch, start)
+        out = capture_prepared(policy, batch, resolved, pool, chunk_size=batch.shape[0], first_row=start)
         yield ActivationChunk(start=start, stop=start + batch.shape[0], obs=batch, activations=out)
         start += batch.shape[0]
 
@@ -252,12 +249,22 @@ def capture(
     from rli.observations import ObsSet
 
     arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
+    return Activations(capture_prepared(policy, arr, resolved, pool, chunk_size=chunk_size), resolved, policy)
+
+
+def capture_prepared(policy: Policy, arr: np.ndarray, layers: list[Layer], pool: Pool = "flatten", *,
+                     chunk_size: int = DEFAULT_CHUNK, first_row: int = 0) -> dict[str, np.ndarray]:
+    """:func:`capture` of observations already validated by ``policy.prepare_obs``, for resolved ``layers``.
+
+    The engine under :func:`capture` and :func:`iter_activations`, for callers that run
+    the same observations many times (``first_row`` numbers the rows in error messages).
+    """
     n = arr.shape[0]
-    out = {layer.name: np.empty((n, _width(layer, pool)), dtype=np.float32) for layer in resolved}
+    out = {layer.name: np.empty((n, _width(layer, pool)), dtype=np.float32) for layer in layers}
     with policy.inference():
         for start in range(0, n, chunk_size):
             stop = min(n, start + chunk_size)
             chunk = {k: v[start:stop] for k, v in out.items()}
-            _run_chunk(policy, arr[start:stop], resolved, pool, chunk)
-            _check_finite(chunk, arr[start:stop], start)
-    return Activations(out, resolved, policy)
+            _run_chunk(policy, arr[start:stop], layers, pool, chunk)
+            _check_finite(chunk, arr[start:stop], first_row + start)
+    return out

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from rli.capture import _check_finite, _run_chunk
+from rli.capture import capture_prepared
 from rli.compat.probing import _engine, _measuring_layers
 
 __all__ = ["ActivationPatcher"]
@@ -63,12 +62,9 @@ class ActivationPatcher:
     def _patch(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if _measuring_layers.get():
             return output
-        acts = np.empty((len(self._cf_rows), self._layer.width), dtype=np.float32)
         self._hook.remove()  # the counterfactual pass runs through this layer too: unpatched
         try:
-            with self._policy.inference():
-                _run_chunk(self._policy, self._cf_rows, [self._layer], "flatten", {self._layer.name: acts})
-            _check_finite({self._layer.name: acts}, self._cf_rows, 0)
+            acts = capture_prepared(self._policy, self._cf_rows, [self._layer])[self._layer.name]
         finally:
             self._hook = self._module.register_forward_hook(self._patch)
         batch_shape = tuple(self._cf_obs.shape)[:len(self._cf_obs.shape) - len(self._policy.obs_shape)]

@@ -9,15 +9,18 @@ rank-deficient input) and :func:`complement` spans what a basis leaves out.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 
 from rli.errors import RliError
-from rli.threads import one_blas_thread
+from rli.threads import one_blas_thread, run_all
 
 _RANK_RTOL = 1e-8
+_BLOCK_VALUES = 2**18  # values per centred block of fit_pca (2 MiB of float64: stays in cache)
 
 
 def _matrix(values: Any, name: str) -> np.ndarray:
@@ -30,7 +33,7 @@ def _matrix(values: Any, name: str) -> np.ndarray:
     if given.dtype.kind not in "biuf":
         raise RliError(f"{name} must be a numeric array of real numbers, got {type(values).__name__} of dtype "
                        f"{given.dtype}")
-    arr = given.astype(np.float64)
+    arr = given.astype(np.float64, copy=False)  # callers never write into it: no copy of float64 input
     if not np.all(np.isfinite(arr)):
         raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; clean it before using it")
     return arr
@@ -124,10 +127,8 @@ def fit_pca(acts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise RliError(f"k must be a whole number of components between 1 and min(n, d) = {min(n, d)}; got {k!r}")
     if n < 2:
         raise RliError("PCA needs at least 2 observations")
-    centred = np.ldexp(arr, -_exponents(arr, axis=None))  # exact; keeps squared singular values in range
-    centred -= centred.mean(axis=0)
-    with one_blas_thread(centred.size < 2e7):
-        variance, vt = _principal_axes(centred)
+    with one_blas_thread(n >= d or arr.size < 2e7):  # tall data: small per-block products, one thread each
+        variance, vt = _principal_axes(arr, int(_exponents(arr, axis=None)))
     if variance.sum() == 0:
         raise RliError("the activations are constant (zero variance), so their principal directions are undefined; "
                        "use observations that vary, or another layer")
@@ -136,21 +137,49 @@ def fit_pca(acts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray((components * signs[:, None]).T), variance[:k] / variance.sum()
 
 
-def _principal_axes(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Variances (descending, unnormalised) and principal axes (rows) of centred data (n, d).
+def _principal_axes(arr: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndarray]:
+    """Variances (descending, unnormalised) and principal axes (rows) of data (n, d), centred here.
 
-    Tall data (n ≥ d, the usual case for activations) goes through the eigendecomposition of
-    the d×d scatter matrix, as scikit-learn's ``PCA`` does for tall data (its
-    ``covariance_eigh`` solver): 9-17× faster than an SVD of the n×d matrix (100,000 × 128:
-    70 ms against 1.2 s). An axis differs from the SVD's by about 1e-16 · (largest variance) /
-    (gap to the neighbouring variance), so well-separated components are the same to
-    ~1e-12, and tests compare them with scikit-learn's to 1e-9. Wide data keeps the SVD.
+    The data are divided by ``2**exponent`` first (exact: squares neither overflow nor
+    underflow). Tall data (n ≥ d, the usual case for activations) go through the
+    eigendecomposition of the d×d scatter matrix, as scikit-learn's ``PCA`` does for tall
+    data (its ``covariance_eigh`` solver), instead of an SVD of the n×d matrix (100,000 ×
+    128: 69 ms against 1.4 s, ``benchmarks/bench_pca.py``). The scatter matrix is summed from
+    centred blocks of :data:`_BLOCK_VALUES` values (no n×d copy), over the two halves of
+    the rows side by side (:func:`rli.threads.run_all`, one BLAS thread each; the same sums
+    whatever the number of threads). An axis differs from the SVD's by about 1e-16 ·
+    (largest variance) / (gap to the neighbouring variance), so well-separated components
+    agree to ~1e-12. Wide data keep the SVD.
     """
-    n, d = centred.shape
+    n, d = arr.shape
     if n < d:
+        centred = np.ldexp(arr, -exponent)
+        centred -= centred.mean(axis=0)
         _, singular, vt = np.linalg.svd(centred, full_matrices=False)
         return singular**2, vt
-    variance, vectors = scipy.linalg.eigh(centred.T @ centred, driver="evd")
+    rows = max(1, _BLOCK_VALUES // d)
+    halves = [(0, n // 2), (n // 2, n)]
+
+    def blocks(half: int) -> Iterator[np.ndarray]:
+        lo, hi = halves[half]
+        for start in range(lo, hi, rows):
+            yield np.ldexp(arr[start:min(start + rows, hi)], -exponent)
+
+    sums, scatters = np.zeros((2, d)), np.zeros((2, d, d))
+
+    def add_sums(half: int) -> None:
+        for block in blocks(half):
+            sums[half] += block.sum(axis=0)
+
+    def add_scatter(half: int) -> None:
+        for block in blocks(half):
+            block -= mean
+            scatters[half] += block.T @ block
+
+    run_all([functools.partial(add_sums, 0), functools.partial(add_sums, 1)])
+    mean = (sums[0] + sums[1]) / n
+    run_all([functools.partial(add_scatter, 0), functools.partial(add_scatter, 1)])
+    variance, vectors = scipy.linalg.eigh(scatters[0] + scatters[1], driver="evd")
     return np.clip(variance[::-1], 0.0, None), vectors[:, ::-1].T
 
 

@@ -10,6 +10,7 @@ from rl_interrogate import pca_utils
 from sklearn.decomposition import PCA
 
 import rli
+from rli import subspace, threads
 from rli.subspace import complement, orthonormalize
 
 
@@ -63,6 +64,21 @@ def test_pca_matches_sklearn_and_the_reference(dtype):
     np.testing.assert_allclose(basis, reference, atol=1e-4)
     np.testing.assert_allclose(ratio, reference_ratio, rtol=1e-4)
     np.testing.assert_allclose(rli.project_subspace(acts, basis), pca_utils.project_subspace(acts, basis), rtol=1e-5)
+
+
+@pytest.mark.parametrize("block_values", [7 * 12, 50 * 12, 2**18])
+def test_pca_in_blocks_matches_sklearn_and_does_not_depend_on_threads(block_values, monkeypatch):
+    rng = np.random.default_rng(4)
+    acts = rng.normal(size=(1001, 12)) @ rng.normal(size=(12, 12)) + 3.0  # 1001 rows: halves and blocks uneven
+    monkeypatch.setattr(subspace, "_BLOCK_VALUES", block_values)
+    sk = PCA(n_components=4).fit(acts)
+    runs = []
+    for workers in (1, 2):
+        monkeypatch.setattr(threads, "WORKERS", workers)
+        runs.append(rli.fit_pca(acts, 4))
+    np.testing.assert_allclose(runs[0][0], sk.components_.T, atol=1e-9)
+    np.testing.assert_allclose(runs[0][1], sk.explained_variance_ratio_, rtol=1e-9)
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
 
 
 def test_pca_of_a_low_rank_cloud_finds_its_plane():

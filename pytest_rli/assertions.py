@@ -18,6 +18,7 @@ import numpy as np
 
 import rli
 from pytest_rli.recording import Metric, compare_to_baseline, current
+from rli.targets import is_named_array
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 64
@@ -28,6 +29,10 @@ def _digest(value: Any) -> str:
         return value.fingerprint
     if isinstance(value, (str, int, float, type(None))):
         return repr(value)
+    if is_named_array(value):  # (name, array): both parts count
+        return f"{value[0]!r}:{_digest(value[1])}"
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
     arr = np.ascontiguousarray(np.asarray(value))
     return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
@@ -47,8 +52,11 @@ def _cached(what: str, policy: rli.Policy, obs: Any, target: Any, compute: Any, 
     return value
 
 
-def _target_name(target: Any) -> str | None:
-    return target if isinstance(target, str) else (None if target is None else "array")
+def _anonymous(target: Any) -> str | None:
+    """The digest of an unnamed array target (its metrics are keyed ``...:target``), else ``None``."""
+    if target is None or isinstance(target, str) or is_named_array(target):
+        return None
+    return _digest(target)
 
 
 def _where(policy: rli.Policy, layer: Any) -> str:
@@ -60,9 +68,15 @@ def _where(policy: rli.Policy, layer: Any) -> str:
 def _finish(assertion: str, key: str, *, metric: str, value: float, threshold: float, op: str,
             higher_is_better: bool, passed: bool, summary: str, evidence: Sequence[str], ci: Any = None,
             layer: str | None = None, target: str | None = None, tolerance: float | None = None,
-            details: dict[str, Any] | None = None) -> Metric:
+            details: dict[str, Any] | None = None, anonymous: str | None = None) -> Metric:
     __tracebackhide__ = True
     context = current()
+    if context is not None and anonymous is not None:
+        first = context.anonymous.setdefault(key, anonymous)
+        if first != anonymous:
+            raise rli.RliError(f"{assertion}: two different unnamed array targets in this test would share the metric "
+                               f"key {key!r} (summary, baselines, JUnit), told apart only by their order; name them: "
+                               "target=('upwash', values)")
     key = context.key(key) if context is not None else key
     base, regressed, tol = compare_to_baseline(context, key, value, higher_is_better, tolerance)
     record = Metric(assertion=assertion, key=key, metric=metric, value=float(value), threshold=float(threshold),
@@ -158,7 +172,8 @@ def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, tar
     _finish("assert_probe_r2", f"assert_probe_r2[{result.layer}:{result.target}]", metric=result.metric,
             value=result.r2, threshold=min, op="ci_low >=", higher_is_better=True, passed=passed, summary=summary,
             evidence=evidence, ci=result.ci, layer=result.layer, target=result.target, tolerance=tolerance,
-            details={"controls": result.controls, "selectivity": result.selectivity, "n": result.n})
+            details={"controls": result.controls, "selectivity": result.selectivity, "n": result.n},
+            anonymous=_anonymous(target))
     return result
 
 
@@ -186,7 +201,7 @@ def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: 
             metric="selectivity", value=float(result.selectivity), threshold=min_selectivity,
             op="ci_low - best_control >=", higher_is_better=True, passed=passed, summary=summary, evidence=evidence,
             layer=result.layer, target=result.target, tolerance=tolerance,
-            details={"controls": result.controls, "r2": result.r2, "ci": list(result.ci)})
+            details={"controls": result.controls, "r2": result.r2, "ci": list(result.ci)}, anonymous=_anonymous(target))
     return result
 
 
@@ -317,7 +332,8 @@ def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, senso
             metric="r2_drop", value=result.drop, threshold=min_drop, op=">=", higher_is_better=True, passed=passed,
             summary=f"polarity inversion at {_where(policy, layer)}: {'; '.join(problems)}", evidence=evidence,
             ci=result.drop_ci, layer=result.layer, target=result.target, tolerance=tolerance,
-            details={"r2_normal": result.r2_normal, "r2_inverted": result.r2_inverted, "flipped": result.flipped})
+            details={"r2_normal": result.r2_normal, "r2_inverted": result.r2_inverted, "flipped": result.flipped},
+            anonymous=_anonymous(target))
     return result
 
 

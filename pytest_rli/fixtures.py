@@ -23,6 +23,7 @@ class SessionCache:
 
     policies: dict[Any, Any] = field(default_factory=dict)
     observations: dict[Any, Any] = field(default_factory=dict)
+    envs: set[Any] = field(default_factory=set)
 
 
 CACHE_KEY = pytest.StashKey[SessionCache]()
@@ -38,6 +39,16 @@ def setting(request: pytest.FixtureRequest, name: str) -> Any:
         return option
     value = request.config.getini(f"rli_{name}")
     return value if value not in (None, "") else None
+
+
+def setting_source(request: pytest.FixtureRequest, name: str) -> str:
+    """Where :func:`setting` found ``name``: the marker, the ``--rli-<name>`` option or the ``rli_<name>`` ini key."""
+    for marker in request.node.iter_markers("rli"):
+        if marker.kwargs.get(name) is not None:
+            return f"@pytest.mark.rli({name}=...)"
+    if request.config.getoption(f"rli_{name}", default=None) not in (None, ""):
+        return f"--rli-{name}"
+    return f"the rli_{name} ini key"
 
 
 def _fail(message: str) -> None:
@@ -83,6 +94,9 @@ def rli_policy(request: pytest.FixtureRequest) -> Any:
             cache[path] = rli.load_policy(path, trust=request.config.getini("rli_trust"))
         except rli.RliError as err:
             problem = str(err)
+        except ModuleNotFoundError as err:  # unpickling (rli_trust) a class whose module is not importable
+            problem = (f"cannot import module {err.name!r}, which {path} needs; install it or add the folder that "
+                       "holds it to the pythonpath ini key")
         if problem is not None:
             _fail(f"rli_policy: {problem}")
     return cache[path]
@@ -99,6 +113,20 @@ def rli_env(request: pytest.FixtureRequest) -> Any:
     if spec is None:
         _fail("rli_env is not configured: set the rli_env ini key (a gymnasium id), pass --rli-env, "
               "use @pytest.mark.rli(env=...) or override the rli_env fixture")
+    import rli
+    from rli.envs_util import resolve_env
+
+    checked = request.config.stash[CACHE_KEY].envs
+    key = spec if isinstance(spec, str) else id(spec)
+    if key not in checked:  # the name is looked up (its module imported) once, before any rollout
+        problem = None
+        try:
+            resolve_env(spec, what=setting_source(request, "env"))
+        except rli.RliError as err:
+            problem = str(err)
+        if problem is not None:
+            _fail(f"rli_env: {problem}")
+        checked.add(key)
     return spec
 
 

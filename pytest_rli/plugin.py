@@ -10,6 +10,8 @@ pytest-xdist.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ _INI = {
     "rli_policy": ("policy checkpoint for the rli_policy fixture (relative to the rootdir)", None, ""),
     "rli_obs": ("observations for rli_obs: an ObsSet .npz or module:function", None, ""),
     "rli_env": ("gymnasium id for rli_env", None, ""),
-    "rli_target": ("default probe target (a label name of rli_obs)", None, ""),
+    "rli_target": ("default probe target (a label name of rli_obs, or obs[I] for observation entry I)", None, ""),
     "rli_trust": ("allow full unpickling of the configured checkpoint (runs code stored in it)", "bool", False),
     "rli_episodes": ("default number of paired episodes for ablation assertions", None, "20"),
     "rli_seed": ("default seed for rollouts and observation collection", None, "0"),
@@ -74,7 +76,45 @@ class _State:
 STATE_KEY = pytest.StashKey[_State]()
 
 
+_PATH_OPTIONS = (OPTION_POLICY, OPTION_OBS, OPTION_BASELINE, OPTION_REPORT)
+
+
+def _check_ini_discovery(config: pytest.Config) -> None:
+    """UsageError when pytest chose its rootdir / ini file from the value of an rli option.
+
+    pytest looks for its ini file before it loads plugins, so in ``--rli-policy PATH``
+    (two words) it cannot yet know that PATH belongs to ``--rli-policy`` and takes it
+    for a test path: a PATH outside the project moves the rootdir above it, pytest.ini
+    is missed, and every rli setting reads as unset. Decided again here from the real
+    test paths; when the answer differs, say so (``--rli-policy=PATH`` is read right).
+    """
+    if hasattr(config, "workerinput"):
+        return
+    args = list(config.invocation_params.args)
+    given = [(option, args[i + 1]) for i, option in enumerate(args[:-1]) if option in _PATH_OPTIONS]
+    if not given:
+        return
+    from _pytest.config.findpaths import determine_setup
+
+    option = config.option
+    try:
+        rootpath, inipath, *_ = determine_setup(
+            inifile=option.inifilename, override_ini=option.override_ini, args=list(option.file_or_dir or []),
+            rootdir_cmd_arg=option.rootdir or None, invocation_dir=config.invocation_params.dir)
+    except pytest.UsageError:
+        return  # pytest reports its own configuration errors
+    if (rootpath, inipath) == (config.rootpath, config.inipath):
+        return
+    name, value = given[0]
+    found = f"ini file {config.inipath}" if config.inipath is not None else "no ini file"
+    raise pytest.UsageError(
+        f"pytest read the value of {name} ({value!r}) as a test path while it looked for its configuration, "
+        f"so it found {found} (rootdir {config.rootpath}) instead of {inipath or 'none'} (rootdir {rootpath}); "
+        f"write {shlex.quote(f'{name}={value}')} (with '=') so pytest reads it as the option's value")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_ini_discovery(config)
     config.addinivalue_line(
         "markers", "rli(policy=None, obs=None, env=None, target=None): what the rli fixtures use for this test")
     config.stash[CACHE_KEY] = SessionCache()
@@ -101,7 +141,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.getini("rli_trust")
     except (ValueError, pytest.UsageError) as err:
         raise pytest.UsageError(f"rli_trust must be true or false ({err})") from None
-    for name, minimum, maximum in (("rli_episodes", 1, None), ("rli_seed", 0, 2**32 - 1), ("rli_obs_size", 1, None)):
+    for name, minimum, maximum, why in (("rli_episodes", 2, None, " (ablation assertions compare paired episodes)"),
+                                        ("rli_seed", 0, 2**32 - 1, ""), ("rli_obs_size", 1, None, "")):
         text = config.getini(name)
         try:
             number = int(text)
@@ -109,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
             number = None
         if number is None or number < minimum or (maximum is not None and number > maximum):
             bound = f"between {minimum} and {maximum}" if maximum is not None else f"of at least {minimum}"
-            raise pytest.UsageError(f"{name} must be an integer {bound}, got {text!r}")
+            raise pytest.UsageError(f"the {name} ini key must be an integer {bound}{why}, got {text!r}")
     config.stash[STATE_KEY] = _State(baseline_path=path, baseline=stored, tolerance=tolerance, updating=updating)
     config.pluginmanager.register(_Session(config), "rli-session")
 
@@ -128,6 +169,36 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
             item.user_properties.append((METRICS_PROPERTY, json.dumps(metrics)))
             for metric in context.records:
                 item.user_properties.append((f"rli:{metric.key}:{metric.metric}", metric.value))
+
+
+_RLI_MODULES = ("pytest_rli.assertions", "pytest_rli.fixtures")
+
+
+def _rli_bad_input(error: BaseException) -> bool:
+    """Whether ``error`` is an :class:`rli.RliError` raised inside an rli assertion or fixture (bad input,
+    whose one-line message says what to do: a traceback through rli would only hide it)."""
+    errors = sys.modules.get("rli.errors")  # an RliError exists only once rli is imported: never import it here
+    if errors is None or not isinstance(error, errors.RliError):
+        return False
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") in _RLI_MODULES:
+            return True
+        frame = frame.tb_next
+    return False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if call.excinfo is not None and report.failed and not item.config.getoption("fulltrace", False) \
+            and _rli_bad_input(call.excinfo.value):
+        longrepr = call.excinfo.getrepr(style="value", chain=False)  # the message alone, as pytest.fail's
+        crash = call.excinfo.getrepr(style="short", chain=False).reprcrash  # "RliError: ..." for the short summary
+        longrepr.reprcrash = crash
+        longrepr.chain = [(traceback, crash, description) for traceback, _, description in longrepr.chain]
+        report.longrepr = longrepr
+    return report
 
 
 class _Session:

@@ -43,13 +43,19 @@ class Metric:
 
 @dataclass
 class TestContext:
-    """What the plugin knows about the running test: its node id and stored baseline."""
+    """What the plugin knows about the running test: its node id and stored baseline.
+
+    ``anonymous`` remembers which unnamed array target each metric key was measured on,
+    so that two different ones in one test are an error rather than two metrics told
+    apart only by their order.
+    """
 
     nodeid: str
     baseline: dict[str, dict[str, Any]] | None = None
     tolerance: float = 0.02
     updating: bool = False
     records: list[Metric] = field(default_factory=list)
+    anonymous: dict[str, str] = field(default_factory=dict)  # metric key -> digest of its unnamed array target
 
     def key(self, base: str) -> str:
         """``base``, made unique within the test (``#2``, ``#3`` for repeated identical assertions)."""

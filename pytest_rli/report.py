@@ -21,12 +21,13 @@ def _rows(collected: dict[str, dict[str, Any]]) -> list[list[str]]:
         for metric in entry["metrics"]:
             verdict = "pass" if metric["passed"] else ("REGRESSED" if metric.get("regressed") else "FAIL")
             rows.append([nodeid, metric["assertion"].removeprefix("assert_"), metric.get("layer") or "",
-                         metric["metric"], _value(metric), f"{metric['op']} {metric['threshold']:.4g}",
+                         metric.get("target") or "", metric["metric"], _value(metric),
+                         f"{metric['op']} {metric['threshold']:.4g}",
                          "" if metric.get("baseline") is None else f"{metric['baseline']:.4g}", verdict])
     return rows
 
 
-HEADERS = ["test", "assertion", "layer", "metric", "value [95% CI]", "threshold", "baseline", "result"]
+HEADERS = ["test", "assertion", "layer", "target", "metric", "value [95% CI]", "threshold", "baseline", "result"]
 
 
 def summary_lines(collected: dict[str, dict[str, Any]]) -> list[str]:

@@ -17,7 +17,7 @@ from rli.loading import build_arch, load_policy
 from rli.normalization import ObsNormalizer
 from rli.observations import ObsSet
 from rli.polarity import PolarityResult, negate_sensors, polarity_test
-from rli.policy import Layer, LayerTable, Policy
+from rli.policy import ImageScaleWarning, Layer, LayerTable, Policy
 from rli.probes import LayerProfile, ProbeResult, probe, probe_layers, routing_label
 from rli.protocol import Report, interrogate
 from rli.rollout import EvalResult, evaluate
@@ -33,6 +33,7 @@ __all__ = [
     "Activations",
     "Comparison",
     "EvalResult",
+    "ImageScaleWarning",
     "Intervention",
     "Layer",
     "LayerProfile",

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rli import checks
+from rli import checks, recurrent
 from rli.errors import RliError
 from rli.network import first_tensor
 from rli.policy import Layer, LayerSpec, Policy
+from rli.recurrent import RecurrentState
 
 Pool = Literal["flatten", "channel"]
 DEFAULT_CHUNK = 8192
@@ -35,12 +36,18 @@ class Activations(Mapping):
         >>> acts = rli.capture(policy, np.zeros((10, 3)), layers=[0, 1])
         >>> acts[1].shape, acts["actor.1"].dtype
         ((10, 8), dtype('float32'))
+
+    ``recurrent_state`` says which hidden state a recurrent policy ran each observation
+    from (``"recorded"``, ``"replay"`` or ``"fresh"``, see :mod:`rli.recurrent`); it is
+    ``None`` for feed-forward policies.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], layers: Sequence[Layer], policy: Policy) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], layers: Sequence[Layer], policy: Policy,
+                 recurrent_state: RecurrentState | None = None) -> None:
         self._arrays = arrays
         self.layers = tuple(layers)
         self._policy = policy
+        self.recurrent_state = recurrent_state
 
     def __getitem__(self, key: LayerSpec) -> np.ndarray:
         if isinstance(key, str) and key in self._arrays:
@@ -63,7 +70,8 @@ class Activations(Mapping):
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{name} ({arr.shape[1]})" for name, arr in self._arrays.items())
-        return f"Activations(n={self.n}: {parts})"
+        state = f"; {self.recurrent_state} recurrent state" if self.recurrent_state else ""
+        return f"Activations(n={self.n}: {parts}{state})"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class ActivationChunk:
     stop: int
     obs: np.ndarray
     activations: dict[str, np.ndarray]
+    recurrent_state: RecurrentState | None = None
 
 
 def _resolve(policy: Policy, layers: LayerSpec | Sequence[LayerSpec] | None, chunk_size: int = DEFAULT_CHUNK,
@@ -121,8 +130,11 @@ def _to_rows(tensor: torch.Tensor, layer: Layer, n: int, pool: Pool) -> torch.Te
 
 
 def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
-               out: dict[str, np.ndarray]) -> None:
-    """Forward one chunk with hooks writing straight into ``out`` (arrays of len(obs) rows)."""
+               out: dict[str, np.ndarray], states: Mapping[str, np.ndarray] | None = None) -> None:
+    """Forward one chunk with hooks writing straight into ``out`` (arrays of len(obs) rows).
+
+    A recurrent policy runs from the per-row hidden ``states`` when given, else from its initial state.
+    """
     n = obs.shape[0]
     stop_at = None
     if all(layer.index is not None for layer in layers):
@@ -145,9 +157,14 @@ def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
     try:
         tensor = policy._tensor(obs)
         try:
-            policy._net.run_actor(tensor)
-            if len(seen) < len(layers) and policy._net.run_critic is not None:
-                policy._net.run_critic(tensor)
+            if states is not None:
+                recurrent.run(policy, tensor, states, "actor")
+                if len(seen) < len(layers):
+                    recurrent.run(policy, tensor, states, "critic")
+            else:
+                policy._net.run_actor(tensor)
+                if len(seen) < len(layers) and policy._net.run_critic is not None:
+                    policy._net.run_critic(tensor)
         except _Stop:
             pass
     finally:
@@ -198,13 +215,15 @@ def iter_activations(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
+    recurrent_state: RecurrentState | None = None,
 ) -> Iterator[ActivationChunk]:
     """Stream activations chunk by chunk, in bounded memory.
 
     ``obs`` may be an array (a ``np.load(..., mmap_mode="r")`` memmap works), an
     :class:`~rli.ObsSet`, or any iterable of observation batches (a generator reading
     from disk). Hooks exist only while a chunk runs, so abandoning the iterator leaves
-    nothing behind.
+    nothing behind. ``recurrent_state`` is that of :func:`capture` (the states are
+    resolved, and replayed if asked, before the first chunk).
 
     Example:
         >>> import torch.nn as nn, numpy as np, rli
@@ -215,12 +234,18 @@ def iter_activations(
         (8,)
     """
     resolved = _resolve(policy, layers, chunk_size, pool)
+    mode, states = recurrent.resolve(policy, obs, recurrent_state)
+    if isinstance(obs, Mapping):  # one batch of Dict observations (not an iterable of batches): flat rows
+        obs = policy.prepare_obs(obs)
     start = 0
     for raw in _chunks(obs, chunk_size):
         batch = policy.prepare_obs(raw)
-        out = capture_prepared(policy, batch, resolved, pool, chunk_size=batch.shape[0], first_row=start)
-        yield ActivationChunk(start=start, stop=start + batch.shape[0], obs=batch, activations=out)
-        start += batch.shape[0]
+        stop = start + batch.shape[0]
+        rows = None if states is None else {name: values[start:stop] for name, values in states.items()}
+        out = capture_prepared(policy, batch, resolved, pool, chunk_size=batch.shape[0], first_row=start,
+                               states=rows, recurrent_state=mode)
+        yield ActivationChunk(start=start, stop=stop, obs=batch, activations=out, recurrent_state=mode)
+        start = stop
 
 
 def capture(
@@ -230,6 +255,7 @@ def capture(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
+    recurrent_state: RecurrentState | None = None,
 ) -> Activations:
     """Activations of ``layers`` (default: the whole actor trunk) for every observation, in one pass.
 
@@ -238,6 +264,14 @@ def capture(
     rows straight into preallocated arrays and removes its hooks even when the
     forward pass raises. Conv outputs are flattened per sample, or averaged per
     channel with ``pool="channel"``. Interventions active around the call apply.
+
+    A recurrent policy runs each observation from the hidden state it had there:
+    by default the state recorded with observations from
+    :meth:`rli.ObsSet.from_rollouts` (by this policy: the fingerprint is checked);
+    ``recurrent_state="replay"`` recomputes the states with this policy along the
+    episodes, ``"fresh"`` starts every observation from the initial state (and a plain
+    array is refused without it). The result's ``recurrent_state`` says which was used;
+    feed-forward policies ignore the argument. See :mod:`rli.recurrent`.
 
     Example:
         >>> import torch.nn as nn, numpy as np, rli
@@ -249,22 +283,35 @@ def capture(
     from rli.observations import ObsSet
 
     arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
-    return Activations(capture_prepared(policy, arr, resolved, pool, chunk_size=chunk_size), resolved, policy)
+    mode, states = recurrent.resolve(policy, obs, recurrent_state)
+    out = capture_prepared(policy, arr, resolved, pool, chunk_size=chunk_size, states=states, recurrent_state=mode)
+    return Activations(out, resolved, policy, mode)
 
 
 def capture_prepared(policy: Policy, arr: np.ndarray, layers: list[Layer], pool: Pool = "flatten", *,
-                     chunk_size: int = DEFAULT_CHUNK, first_row: int = 0) -> dict[str, np.ndarray]:
+                     chunk_size: int = DEFAULT_CHUNK, first_row: int = 0,
+                     states: Mapping[str, np.ndarray] | None = None,
+                     recurrent_state: RecurrentState | None = None) -> dict[str, np.ndarray]:
     """:func:`capture` of observations already validated by ``policy.prepare_obs``, for resolved ``layers``.
 
     The engine under :func:`capture` and :func:`iter_activations`, for callers that run
     the same observations many times (``first_row`` numbers the rows in error messages).
+    A recurrent policy runs from ``states`` (one row per observation, see
+    :mod:`rli.recurrent`), or from its initial state only with ``recurrent_state="fresh"``.
     """
     n = arr.shape[0]
+    if policy.is_recurrent and states is None and recurrent_state != "fresh":
+        raise RliError(f"{policy.kind} is recurrent: give the hidden state of every observation (an ObsSet from "
+                       "rli.ObsSet.from_rollouts records them) or ask for recurrent_state='fresh' explicitly")
+    if states is not None and any(len(values) != n for values in states.values()):
+        raise RliError(f"the hidden states have {[len(v) for v in states.values()]} rows for {n} observations; "
+                       "give one state per observation")
     out = {layer.name: np.empty((n, _width(layer, pool)), dtype=np.float32) for layer in layers}
     with policy.inference():
         for start in range(0, n, chunk_size):
             stop = min(n, start + chunk_size)
             chunk = {k: v[start:stop] for k, v in out.items()}
-            _run_chunk(policy, arr[start:stop], layers, pool, chunk)
+            rows = None if states is None else {k: v[start:stop] for k, v in states.items()}
+            _run_chunk(policy, arr[start:stop], layers, pool, chunk, rows)
             _check_finite(chunk, arr[start:stop], first_row + start)
     return out

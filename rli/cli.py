@@ -1,7 +1,8 @@
 """The ``rli`` command line: ``rli layers``, ``rli probe``, ``rli interrogate``.
 
-Exit codes: 0 success, 1 bad input (an :class:`~rli.RliError`, printed as one line
-``rli: error: ...``), 2 usage (unknown flag, missing argument), 130 interrupted.
+Exit codes: 0 success, 1 bad input (an :class:`~rli.RliError`, or a module a checkpoint needs
+that is missing, printed as one line ``rli: error: ...``), 2 usage (unknown flag, missing
+argument), 130 interrupted, 141 stdout closed early (``rli layers ... | head``; nothing printed).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ _OBS_HELP = ("observations: a .npz written by rli.ObsSet.save, or 'module:functi
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rli", description="Interpretability assertions for RL policies.",
-        epilog="Exit codes: 0 ok, 1 bad input (one line 'rli: error: ...'), 2 usage. Run 'rli COMMAND --help' "
+        epilog="Exit codes: 0 ok, 1 bad input (one line 'rli: error: ...'), 2 usage, 130 interrupted, 141 output "
+               "closed early. Run 'rli COMMAND --help' "
                "for each command; docs/cli.md has the details.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                                  description="Print every addressable layer of a policy: actor-trunk index, "
                                              "aliases, dotted module name, module type and output width.")
     layers.add_argument("policy", help="SB3 .zip, TorchScript/torch .pt, or .safetensors file")
-    layers.add_argument("--arch", help="architecture for bare weights, e.g. 'mlp:28,256,256,128,4:elu'")
+    layers.add_argument("--arch", help="architecture for bare weights: an MLP, e.g. 'mlp:28,256,256,128,4:elu', or "
+                                       "'module:Class', your nn.Module class built without arguments (imports "
+                                       "the module, so needs --trust)")
     layers.add_argument("--trust", action="store_true",
                         help="allow full unpickling (runs code stored in the file); only for files you trust")
     layers.add_argument("--json", action="store_true", help="print the table as JSON")
@@ -139,14 +143,17 @@ def _version() -> str:
         return "unknown"
 
 
-def _parse_arch(text: str | None) -> dict | None:
+def _parse_arch(text: str | None, trust: bool = False) -> Any:
+    """``--arch``: ``mlp:SIZES[:ACTIVATION]`` (an MLP spec) or ``module:Class`` (imported, so only with ``--trust``)."""
     from rli.errors import RliError
 
     if text is None:
         return None
     parts = text.split(":")
-    if parts[0] != "mlp" or len(parts) not in (2, 3):
-        raise RliError(f"--arch must look like 'mlp:28,256,4' or 'mlp:28,256,4:elu', not {text!r}")
+    if parts[0] != "mlp":
+        return _import_arch(text, trust)
+    if len(parts) not in (2, 3):
+        raise RliError(f"--arch must look like 'mlp:28,256,4', 'mlp:28,256,4:elu' or 'module:Class', not {text!r}")
     try:
         sizes = [int(size) for size in parts[1].split(",")]
     except ValueError:
@@ -154,10 +161,48 @@ def _parse_arch(text: str | None) -> dict | None:
     return {"mlp": sizes, "activation": parts[2] if len(parts) == 3 else "tanh"}
 
 
+def _import_arch(text: str, trust: bool) -> Any:
+    """The class (or factory) named by ``--arch module:Class``, imported from the current directory or sys.path."""
+    import importlib
+
+    from rli.errors import RliError
+
+    module_name, _, name = text.partition(":")
+    if not module_name or not name or ":" in name or not all(
+            part.isidentifier() for part in module_name.split(".") + name.split(".")):
+        raise RliError(f"--arch must look like 'mlp:28,256,4' (an MLP) or 'module:Class' (your nn.Module class, "
+                       f"e.g. 'mynets:ResidualPolicy'), not {text!r}")
+    if not trust:
+        raise RliError(f"--arch {text} would import and run code from {module_name!r}; pass --trust if you trust it, "
+                       "or describe an MLP as --arch mlp:28,256,4")
+    cwd = str(Path.cwd())
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise RliError(f"--arch {text}: cannot import {module_name!r} ({err}); run rli from the directory that holds "
+                       "it or add it to PYTHONPATH") from None
+    except Exception as err:  # noqa: BLE001 — whatever the user's module raises on import is reported in one line
+        raise RliError(f"--arch {text}: importing {module_name!r} failed ({type(err).__name__}: {err})") from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    try:
+        for part in name.split("."):
+            found = getattr(found, part)
+    except AttributeError:
+        raise RliError(f"--arch {text}: module {module_name!r} has no {name!r}") from None
+    if not callable(found):
+        raise RliError(f"--arch {text} is a {type(found).__name__}, not an nn.Module class or a factory")
+    return found
+
+
 def _layers(args: argparse.Namespace) -> int:
     import rli
 
-    policy = rli.load_policy(args.policy, arch=_parse_arch(args.arch), trust=args.trust)
+    policy = rli.load_policy(args.policy, arch=_parse_arch(args.arch, args.trust), trust=args.trust)
     if args.json:
         print(json.dumps({"policy": repr(policy), "fingerprint": policy.fingerprint,
                           "layers": policy.layers.to_dict()}, indent=2))
@@ -168,12 +213,19 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
     import rli
     from rli import protocol
+    from rli.targets import check_target_name
 
     setup = protocol._resolve(args.policy, args.trust, {"env": args.env, "target": args.target, "layer": args.layer,
                                                          "probe_obs": args.obs})
     policy, settings = setup.policy, setup.settings
+    if "layer" in settings:  # names are checked before any rollout or capture
+        settings["layer"] = policy.layer(settings["layer"]).name
+    if "target" in settings:
+        check_target_name(settings["target"], int(np.prod(policy.obs_shape)), what="--target")
     given = protocol._step_obs(setup, "probe", args.trust)
     if given is not None:
         obs, described = given
@@ -237,13 +289,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "interrogate":
             return _interrogate(args, argv)
-        return {"layers": _layers, "probe": _probe}[args.command](args)
+        code = {"layers": _layers, "probe": _probe}[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
+        return code
     except RliError as err:
         print(f"rli: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as err:
+        # e.g. unpickling a checkpoint (--trust) whose classes live in a module that is not importable here
+        why = " (with --trust, unpickling imports the classes the file names)" if getattr(args, "trust", False) else ""
+        print(f"rli: error: cannot import module {err.name!r}, which {getattr(args, 'policy', 'this command')} "
+              f"needs{why}; install it or add the folder that holds it to PYTHONPATH", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("rli: interrupted", file=sys.stderr)
         return 130
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader went away
+
+
+def _quiet_stdout() -> None:
+    """The reader of stdout went away (``rli layers ... | head``): stop quietly, as well-behaved CLIs do.
+
+    Python would report the failed flush of the remaining output at exit; pointing stdout
+    at /dev/null first (as the Python documentation advises for SIGPIPE) avoids that.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured in a test)
+        pass
 
 
 if __name__ == "__main__":

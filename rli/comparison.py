@@ -9,6 +9,7 @@ import numpy as np
 
 from rli import checks
 from rli.errors import RliError
+from rli.interventions import bind_all
 from rli.policy import Policy
 from rli.rollout import EnvSpec, EvalResult, evaluate
 from rli.stats import PairedComparison, paired_comparison
@@ -88,8 +89,10 @@ def compare(
     """Evaluate with and without ``intervention`` on the same seeds and compare the returns, pair by pair.
 
     ``intervention`` is an rli intervention not yet entered (it is entered once for
-    the treated evaluation). Pass ``baseline=`` (an earlier :func:`evaluate` result on
-    the same seeds) to reuse it across many comparisons. ``evaluate_kwargs`` go to
+    the treated evaluation), built from ``policy`` or from another ``Policy`` object
+    with the same network (see :meth:`~rli.Intervention.bind`). Pass ``baseline=``
+    (an earlier :func:`evaluate` result on the same seeds) to reuse it across many
+    comparisons. ``evaluate_kwargs`` go to
     :func:`~rli.evaluate` (``n_envs``, ``max_steps``, ``asynchronous``, ``progress``).
 
     Example:
@@ -110,6 +113,7 @@ def compare(
     if baseline is not None and not isinstance(baseline, EvalResult):
         raise RliError(f"baseline= must be an EvalResult from rli.evaluate on the same seeds, not "
                        f"{type(baseline).__name__}")
+    intervention = bind_all(intervention, checks.policy(policy))  # RliError now, not after the baseline episodes
     if baseline is None:
         baseline = evaluate(policy, env, episodes, seed, **evaluate_kwargs)
     elif len(baseline.seeds) != episodes or int(baseline.seeds[0]) != int(seed):

@@ -49,10 +49,10 @@ class LeaceFit:
 def concept_matrix(concept: Any, obs: Any, n: int, *, categorical: bool | None = None) -> tuple[np.ndarray, str]:
     """The concept as a float matrix (n, k) and a short name for it.
 
-    ``concept`` is a label name of the :class:`~rli.ObsSet` ``obs`` or an array (n,) /
-    (n, k). Integer, boolean and string labels are one-hot encoded (so every linear
-    function of the class is erased); ``categorical=False`` treats integers as
-    numbers, ``categorical=True`` one-hot encodes anything 1-D.
+    ``concept`` is a label name of the :class:`~rli.ObsSet` ``obs``, ``"obs[I]"``, an array (n,) /
+    (n, k), or ``(name, array)`` (:func:`rli.targets.resolve_target`). Integer, boolean and string
+    labels are one-hot encoded (so every linear function of the class is erased); ``categorical=False``
+    treats integers as numbers, ``categorical=True`` one-hot encodes anything 1-D.
 
     Example:
         >>> import numpy as np
@@ -61,20 +61,10 @@ def concept_matrix(concept: Any, obs: Any, n: int, *, categorical: bool | None =
         >>> matrix.tolist(), name
         ([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], 'a concept of 2 classes')
     """
-    from rli.observations import ObsSet
+    from rli.targets import DEFAULT_NAME, resolve_target
 
-    if isinstance(concept, str):
-        if not isinstance(obs, ObsSet):
-            raise RliError(f"concept {concept!r} is a label name, but the observations are a plain array; "
-                           "pass an rli.ObsSet with that label, or the concept values as an array")
-        values, name = obs.label(concept), repr(concept)
-    else:
-        if hasattr(concept, "detach"):
-            concept = concept.detach().cpu().numpy()
-        try:
-            values, name = np.asarray(concept), ""
-        except (TypeError, ValueError):
-            raise RliError(f"the concept must be an array (n,) or (n, k), not a ragged {type(concept).__name__}") from None
+    values, name = resolve_target(obs, concept, what="concept")  # a label, "obs[I]", an array or (name, array)
+    name = "" if name == DEFAULT_NAME and not isinstance(concept, (str, tuple)) else repr(name)
     label = f" {name}" if name else ""
     if values.ndim not in (1, 2) or values.shape[0] != n:
         raise RliError(f"the concept has shape {values.shape} for {n} observations; give one value (n,) "

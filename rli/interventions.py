@@ -26,30 +26,66 @@ so a recurrent policy's memory is not edited, only what its later layers read.
 Parameters are never touched. Everything an edit needs (bases, means, LEACE factors,
 source activations) is computed once, when the intervention is built, from the policy
 as it is then (interventions active at that moment apply; in ``with a, b:`` both are
-built first, so neither sees the other). Each forward pass then costs one ``addmm``
-through the smaller of the edited subspace and its complement.
+built first, so neither sees the other). On a recurrent policy those activations run
+from the hidden states ``recurrent_state=`` chooses, as in :func:`rli.capture`: by
+default the states recorded with observations from :meth:`rli.ObsSet.from_rollouts`,
+``"replay"`` to recompute them, and ``"fresh"`` (the only way a plain array is taken)
+for every observation from the initial state; ``describe()`` and ``to_dict()`` say which.
+Each forward pass then costs one ``addmm`` through the smaller of the edited subspace
+and its complement.
+
+An intervention belongs to the network it was built from, as it was then (its
+fingerprint). ``with a:`` edits that network wherever it runs: ``a.policy``'s module,
+and, for each forward pass inside the block (:meth:`rli.Policy.inference`, which act,
+step, capture and rollouts all run in), the module of any other :class:`~rli.Policy`
+with the same parameters and architecture (the same file loaded again, say). A
+different network run inside the block is left alone (two policies side by side).
+:func:`rli.evaluate` and :func:`rli.compare` (and everything built on them) bind an
+intervention to the policy they run with :meth:`Intervention.bind`: the same network
+gets the edit, a different one raises :class:`RliError`, naming both fingerprints,
+before any episode runs. Entering an intervention after its policy's parameters have
+changed also raises (its bases, means and source activations describe the old
+network): build it again. Active interventions are process-wide, like the forward
+hooks they are made of: a forward pass in another thread sees them too.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import re
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rli import checks
+from rli import checks, recurrent
 from rli.capture import capture
 from rli.erasure import concept_matrix, fit_leace
 from rli.errors import RliError
 from rli.network import first_tensor
-from rli.policy import Layer, LayerSpec, Policy
+from rli.policy import Layer, LayerSpec, Policy, active_edits, running_policies
+from rli.recurrent import RecurrentState
 from rli.subspace import complement, fit_pca, orthonormalize
 
 _PCS = re.compile(r"pc(\d+)(?:-(\d+))?", re.IGNORECASE)
 _Edit = Callable[[torch.Tensor], torch.Tensor]
+_LOCK = threading.RLock()  # guards active_edits and every intervention's attachments
+
+
+@dataclass
+class _Attachment:
+    """An active intervention's hook on another copy of its network: where, and how many inference blocks use it."""
+
+    module: nn.Module  # the other copy's root module (held so that its id is not reused meanwhile)
+    submodule: nn.Module
+    bound: Intervention
+    handle: Any
+    users: int = 0
 
 
 class Intervention:
@@ -81,6 +117,160 @@ class Intervention:
         self._details = details
         self._sample_shape = torch.Size(layer.shape)
         self._handle: Any = None
+        self._fingerprint = policy.fingerprint  # the network the edit was computed on
+        self._origin: Intervention = self  # shared by the copies bind() makes: one edit, applied once per network
+        self._attached: dict[int, _Attachment] = {}  # id(root module) of other copies it edits while active
+        self._verdicts: dict[int, tuple[Policy, str, bool]] = {}  # id(policy) -> (policy, fingerprint, same network)
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the network this intervention was built from, as it was when it was built."""
+        return self._fingerprint
+
+    def bind(self, policy: Policy) -> Intervention:
+        """This intervention applied to ``policy``: itself, or a copy that edits ``policy``'s module.
+
+        The copy is made when ``policy`` is another object with the same network:
+        the same fingerprint as when this intervention was built, and the same
+        architecture (module types and layer table). :class:`RliError` otherwise,
+        naming both fingerprints (build the intervention from the policy you run),
+        and also when this intervention's own policy has changed since it was built.
+        :func:`rli.evaluate` and :func:`rli.compare` call this for you.
+
+        Example:
+            >>> import copy, numpy as np, torch.nn as nn, rli
+            >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+            >>> p, q = rli.load_policy(net), rli.load_policy(copy.deepcopy(net))
+            >>> cut = rli.ablate(q, 1, np.eye(4))
+            >>> with cut.bind(p):
+            ...     acts = rli.capture(p, np.ones((2, 3)), layers=[1])[1]
+            >>> bool(np.all(acts == 0)), cut.bind(q) is cut
+            (True, True)
+        """
+        checks.policy(policy)
+        now = policy.fingerprint
+        if now != self._fingerprint:
+            if policy is self.policy:
+                raise self._changed(now)
+            raise RliError(f"this intervention ({self._description}) was built from a network with fingerprint "
+                           f"{self._fingerprint[:12]} but is used with {_named_policy(policy)}, fingerprint {now[:12]}: "
+                           "another network, so the edit would not apply to the policy that runs; build the "
+                           "intervention from the policy you evaluate (e.g. rli.ablate(policy, ...) with that policy)")
+        if policy is self.policy:
+            return self
+        difference = _architecture_difference(self.policy, policy)
+        if difference:
+            raise RliError(f"this intervention ({self._description}) was built from a network with the same parameters "
+                           f"(fingerprint {now[:12]}) as {_named_policy(policy)} but another architecture ({difference}); "
+                           "build the intervention from the policy you evaluate")
+        return self._copy_for(policy)
+
+    def _copy_for(self, policy: Policy) -> Intervention:
+        bound = copy.copy(self)
+        bound.policy, bound.layer, bound._handle = policy, policy.layer(self.layer.name), None
+        bound._attached, bound._verdicts = {}, {}
+        return bound
+
+    def attach(self, policy: Policy) -> Callable[[], None] | None:
+        """While active, apply this intervention to ``policy``'s forward passes too, if it is another copy of the network.
+
+        :meth:`rli.Policy.inference` calls this for every active intervention (you do not
+        need to). ``policy`` gets the edit when its module is not this intervention's own
+        but its network is the same (fingerprint as when this was built, and architecture,
+        as :meth:`bind` decides; the verdict is kept until the block ends). Returns a
+        function that undoes it, or ``None`` when nothing was attached: inactive, its own
+        module (no fingerprint is computed), a different network, or a copy of this
+        intervention (from :meth:`bind`) already editing that module.
+
+        Example:
+            >>> import copy, numpy as np, torch.nn as nn, rli
+            >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+            >>> p, q = rli.load_policy(net), rli.load_policy(copy.deepcopy(net))
+            >>> with rli.ablate(q, 1, np.eye(4)) as cut:  # built from q, acts on p: the same network
+            ...     acts = rli.capture(p, np.ones((2, 3)), layers=[1])[1]
+            ...     undo = cut.attach(p)
+            >>> bool(np.all(acts == 0)), undo is not None
+            (True, True)
+            >>> undo()
+        """
+        module = policy.module
+        if self._handle is None or module is self.policy.module:
+            return None
+        key = id(module)
+        with _LOCK:
+            record = self._attached.get(key)
+            if record is None:
+                if self._relative_edits(module) or not self._same_network(policy):
+                    return None
+                try:
+                    record = self._hook_onto(policy)
+                except BaseException:  # never leave a half-made attachment (it would count users and edit nothing)
+                    dropped = self._attached.pop(key, None)
+                    if dropped is not None and dropped.handle is not None:
+                        dropped.handle.remove()
+                    raise
+            record.users += 1
+
+        def undo() -> None:
+            with _LOCK:
+                if self._attached.get(key) is record:
+                    record.users -= 1
+                    if record.users == 0:
+                        if record.handle is not None:
+                            record.handle.remove()
+                        del self._attached[key]
+        return undo
+
+    def _same_network(self, policy: Policy) -> bool:
+        fingerprint = policy.fingerprint
+        seen = self._verdicts.get(id(policy))
+        if seen is not None and seen[0] is policy and seen[1] == fingerprint:
+            return seen[2]
+        same = fingerprint == self._fingerprint and not _architecture_difference(self.policy, policy)
+        self._verdicts[id(policy)] = (policy, fingerprint, same)
+        return same
+
+    def _relative_edits(self, module: nn.Module) -> bool:
+        """Whether another active copy of this intervention (same origin) already edits ``module``."""
+        return any(other is not self and other._origin is self._origin
+                   and (other.policy.module is module or id(module) in other._attached)
+                   for other in active_edits if isinstance(other, Intervention))
+
+    def _hook_onto(self, policy: Policy) -> _Attachment:
+        """Hook a copy of this intervention onto ``policy``'s layer, first among that layer's forward hooks.
+
+        A hook registered inside the ``with`` block (after the edit, on the intervention's
+        own module) reads the edited output, so the edit goes before the layer's other
+        hooks; rli's interventions on that layer stay in the order they were entered
+        (``with a, b:`` on one layer: a edits first, wherever a and b were built).
+        """
+        bound = self._copy_for(policy)
+        submodule = policy.module.get_submodule(bound.layer.name)
+        record = _Attachment(policy.module, submodule, bound, None)
+        self._attached[id(policy.module)] = record
+        ours: list[tuple[Intervention, Any]] = []  # (the hook's intervention, where its handle is kept) in entry order
+        for other in active_edits:
+            theirs = other._attached.get(id(policy.module)) if isinstance(other, Intervention) else None
+            if theirs is not None and theirs.submodule is submodule:
+                ours.append((theirs.bound, theirs))
+            elif isinstance(other, Intervention) and other._handle is not None \
+                    and other.policy.module is policy.module and submodule is \
+                    policy.module.get_submodule(other.layer.name):
+                ours.append((other, None))
+        for edit, holder in reversed(ours):
+            if holder is None:
+                edit._handle.remove()
+                edit._handle = submodule.register_forward_hook(edit._hook, prepend=True)
+            else:
+                if holder.handle is not None:
+                    holder.handle.remove()
+                holder.handle = submodule.register_forward_hook(edit._hook, prepend=True)
+        return record
+
+    def _changed(self, now: str) -> RliError:
+        return RliError(f"the parameters of the policy this intervention ({self._description}) was built from have "
+                        f"changed since (fingerprint {self._fingerprint[:12]} then, {now[:12]} now), so its edit "
+                        "describes the old network; build the intervention again from the policy as it is now")
 
     @property
     def active(self) -> bool:
@@ -106,12 +296,43 @@ class Intervention:
         if self._handle is not None:
             raise RliError(f"this intervention ({self._description}) is already active; exit its `with` block "
                            "before entering it again, or build a second one")
-        self._handle = self.policy.module.get_submodule(self.layer.name).register_forward_hook(self._hook)
+        now = self.policy.fingerprint
+        if now != self._fingerprint:
+            raise self._changed(now)
+        with _LOCK:
+            module = self.policy.module
+            relatives = [other for other in active_edits if isinstance(other, Intervention)
+                         and other is not self and other._origin is self._origin]
+            if any(other.policy.module is module for other in relatives):
+                raise RliError(f"this intervention ({self._description}) is already active on this network (entered "
+                               "directly or through a copy from bind()); exit its `with` block before entering it "
+                               "again, or build a second one")
+            for other in relatives:  # one attached to this module now: this entry's own hook takes over
+                record = other._attached.pop(id(module), None)
+                if record is not None and record.handle is not None:
+                    record.handle.remove()
+            self._handle = self.policy.module.get_submodule(self.layer.name).register_forward_hook(self._hook)
+            active_edits.append(self)
+            try:
+                for running in tuple(running_policies):  # forward passes already under way (a user's own loop)
+                    self.attach(running)  # kept until exit
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        handle, self._handle = self._handle, None
-        handle.remove()
+        with _LOCK:
+            handle, self._handle = self._handle, None
+            if handle is not None:
+                handle.remove()
+            if any(item is self for item in active_edits):
+                del active_edits[next(i for i, item in enumerate(active_edits) if item is self)]
+            for record in self._attached.values():
+                if record.handle is not None:
+                    record.handle.remove()
+            self._attached.clear()
+            self._verdicts.clear()
 
     def _hook(self, _module: nn.Module, _inputs: Any, output: Any) -> Any:
         tensor = output if isinstance(output, torch.Tensor) else first_tensor(output)
@@ -134,6 +355,61 @@ def _replace_first(output: Any, tensor: torch.Tensor) -> Any:
     if hasattr(output, "_fields"):
         return output._replace(**{output._fields[0]: first})
     return type(output)([first, *output[1:]])
+
+
+def bind_all(intervention: Any, policy: Policy) -> Any:
+    """``intervention`` (``None``, one, or a list or tuple of them) bound to ``policy`` with :meth:`Intervention.bind`.
+
+    Other context managers in the list are passed through unchanged. The result is
+    a list when a list or tuple was given. This is what :func:`rli.evaluate` and
+    :func:`rli.compare` do before they run anything.
+
+    Example:
+        >>> import copy, numpy as np, torch.nn as nn, rli
+        >>> from rli.interventions import bind_all
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+        >>> p, q = rli.load_policy(net), rli.load_policy(copy.deepcopy(net))
+        >>> a, b = rli.ablate(q, 1, np.eye(4)[0]), rli.ablate(p, 1, np.eye(4)[1])
+        >>> [item.policy is p for item in bind_all([a, b], p)]
+        [True, True]
+    """
+    if intervention is None:
+        return None
+    if isinstance(intervention, (list, tuple)):
+        return [bind_all(item, policy) for item in intervention]
+    return intervention.bind(policy) if isinstance(intervention, Intervention) else intervention
+
+
+def _named_policy(policy: Policy) -> str:
+    return f"policy {policy.source!r}" if policy.source else f"a {policy.kind} policy"
+
+
+def _module_type(module: nn.Module) -> str:
+    if isinstance(module, torch.jit.ScriptModule):  # every scripted module's type is RecursiveScriptModule
+        try:
+            code = module.code
+        except (RuntimeError, AttributeError):
+            code = ""
+        digest = hashlib.sha256(code.encode()).hexdigest()[:12]
+        return f"{getattr(module, 'original_name', type(module).__name__)} (TorchScript, code {digest})"
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _architecture_difference(built: Policy, other: Policy) -> str:
+    """The first way ``other``'s network is built differently from ``built``'s, or ``""``."""
+    if built.obs_shape != other.obs_shape:
+        return f"observations of shape {built.obs_shape} vs {other.obs_shape}"
+    ours = [(name, _module_type(module)) for name, module in built.module.named_modules()]
+    theirs = [(name, _module_type(module)) for name, module in other.module.named_modules()]
+    for mine, yours in zip(ours, theirs):
+        if mine != yours:
+            return f"module {mine[0] or '(root)'!r} is {mine[1]} vs {yours[0] or '(root)'!r}: {yours[1]}"
+    if len(ours) != len(theirs):
+        return f"{len(ours)} vs {len(theirs)} modules"
+    for mine, yours in zip(built.layers, other.layers):
+        if mine != yours:
+            return f"layer {mine.name!r}: {mine.to_dict()} vs {yours.to_dict()}"
+    return ""
 
 
 class _Cached:
@@ -216,8 +492,16 @@ def _where(layer: Layer) -> str:
     return layer.aliases[0] if layer.aliases else layer.name
 
 
-def _activations(policy: Policy, layer: Layer, obs: Any) -> np.ndarray:
-    return capture(policy, obs, layers=[layer])[layer.name]
+def _activations(policy: Policy, layer: Layer, obs: Any,
+                 recurrent_state: RecurrentState | None) -> tuple[np.ndarray, RecurrentState | None]:
+    """The layer's activations on ``obs`` and the recurrent state they ran from (``None``: feed-forward)."""
+    acts = capture(policy, obs, layers=[layer], recurrent_state=recurrent_state)
+    return acts[layer.name], acts.recurrent_state
+
+
+def _states(mode: RecurrentState | None) -> str:
+    """How a recurrent policy's activations were taken, for descriptions (``""`` for feed-forward policies)."""
+    return f", {mode} recurrent states" if mode else ""
 
 
 def _finite(value: Any, name: str) -> float:
@@ -269,18 +553,28 @@ def _count(basis: np.ndarray) -> str:
     return f"{basis.shape[1]} direction{'s' if basis.shape[1] > 1 else ''}"
 
 
-def _named(label: str) -> str:
-    return f" ({label})" if label else ""
+def _named(label: str, mode: RecurrentState | None = None) -> str:
+    parts = [part for part in (label, f"{mode} recurrent states" if mode else "") if part]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
-def ablate(policy: Policy, layer: LayerSpec, direction: Any, alpha: float = 0.0, *, obs: Any = None) -> Intervention:
+def _with_mode(details: dict[str, Any], mode: RecurrentState | None) -> dict[str, Any]:
+    """``details`` with the recurrent state the activations ran from, for recurrent policies."""
+    return {**details, "recurrent_state": mode} if mode else details
+
+
+def ablate(policy: Policy, layer: LayerSpec, direction: Any, alpha: float = 0.0, *, obs: Any = None,
+           recurrent_state: RecurrentState | None = None) -> Intervention:
     """Scale the component of ``layer``'s output along a direction or subspace by ``alpha``: ``h ← h − P h + α P h``.
 
     ``alpha=0`` removes the component (zeroing, not mean-ablation: see
     :func:`mean_ablate`), ``alpha=1`` changes nothing, ``alpha=-1`` reflects.
     ``direction`` is an array (d,) or (d, k), ``"pcK"`` / ``"pcI-J"`` (principal
     directions of the layer's activations on ``obs``; ``obs`` is used for nothing
-    else) or a fitted probe.
+    else) or a fitted probe. On a recurrent policy those activations run from the
+    hidden states chosen by ``recurrent_state``, as in :func:`rli.capture` (by
+    default the states recorded with observations from :meth:`rli.ObsSet.from_rollouts`;
+    a plain array needs ``recurrent_state="fresh"``); the description says which.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -296,19 +590,22 @@ def ablate(policy: Policy, layer: LayerSpec, direction: Any, alpha: float = 0.0,
     """
     target = _target(policy, layer)
     alpha = _finite(alpha, "alpha")
-    acts = _activations(policy, target, obs) if isinstance(direction, str) and obs is not None else None
+    recurrent.check_mode(recurrent_state)
+    acts, mode = (_activations(policy, target, obs, recurrent_state) if isinstance(direction, str) and obs is not None
+                  else (None, None))
     basis, label = _basis(policy, target, direction, acts, "obs")
     verb = f"zero {_count(basis)}" if alpha == 0 else f"scale {_count(basis)} by {alpha:g}"
-    description = f"{verb} at {_where(target)}{_named(label)}"
+    description = f"{verb} at {_where(target)}{_named(label, mode)}"
     return Intervention(policy, target, "ablate", _projection(basis, alpha=alpha), description,
-                        {"alpha": alpha, "rank": basis.shape[1], "directions": label or "given"})
+                        _with_mode({"alpha": alpha, "rank": basis.shape[1], "directions": label or "given"}, mode))
 
 
-def reflect(policy: Policy, layer: LayerSpec, w: Any, *, obs: Any = None) -> Intervention:
+def reflect(policy: Policy, layer: LayerSpec, w: Any, *, obs: Any = None,
+            recurrent_state: RecurrentState | None = None) -> Intervention:
     """Householder reflection of ``layer``'s output: ``h ← h − 2 (h·ŵ) ŵ`` (for a subspace, ``h − 2 P h``).
 
-    ``w`` is given as for :func:`ablate`; the reflection is its own inverse and
-    preserves norms.
+    ``w`` is given as for :func:`ablate` (``obs`` and ``recurrent_state`` too); the
+    reflection is its own inverse and preserves norms.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -319,19 +616,24 @@ def reflect(policy: Policy, layer: LayerSpec, w: Any, *, obs: Any = None) -> Int
         ('reflect 1 direction at actor.0', True)
     """
     target = _target(policy, layer)
-    acts = _activations(policy, target, obs) if isinstance(w, str) and obs is not None else None
+    recurrent.check_mode(recurrent_state)
+    acts, mode = (_activations(policy, target, obs, recurrent_state) if isinstance(w, str) and obs is not None
+                  else (None, None))
     basis, label = _basis(policy, target, w, acts, "obs")
-    description = f"reflect {_count(basis)} at {_where(target)}{_named(label)}"
+    description = f"reflect {_count(basis)} at {_where(target)}{_named(label, mode)}"
     return Intervention(policy, target, "reflect", _projection(basis, alpha=-1.0), description,
-                        {"rank": basis.shape[1], "directions": label or "given"})
+                        _with_mode({"rank": basis.shape[1], "directions": label or "given"}, mode))
 
 
-def mean_ablate(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any) -> Intervention:
+def mean_ablate(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any, *,
+                recurrent_state: RecurrentState | None = None) -> Intervention:
     """Replace the component of ``layer``'s output in a subspace by its mean: ``h ← h − P (h − μ)``.
 
     μ is the mean activation over ``reference_obs`` (which also defines ``"pcK"``
     directions). Unlike zeroing, this keeps the layer's average output, so it
-    removes the variation along the subspace and nothing else.
+    removes the variation along the subspace and nothing else. ``recurrent_state``
+    chooses the hidden states a recurrent policy runs ``reference_obs`` from, as in
+    :func:`rli.capture`.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -346,24 +648,28 @@ def mean_ablate(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any
         True
     """
     target = _target(policy, layer)
-    acts = _activations(policy, target, reference_obs)
+    acts, mode = _activations(policy, target, reference_obs, recurrent_state)
     space, label = _basis(policy, target, basis, acts, "reference_obs")
     its = "its" if space.shape[1] == 1 else "their"
     description = (f"set {_count(space)} to {its} mean over {acts.shape[0]} observations "
-                   f"at {_where(target)}{_named(label)}")
+                   f"at {_where(target)}{_named(label, mode)}")
     edit = _projection(space, alpha=0.0, center=acts.mean(axis=0, dtype=np.float64))
     return Intervention(policy, target, "mean_ablate", edit, description,
-                        {"rank": space.shape[1], "directions": label or "given", "n_reference": acts.shape[0]})
+                        _with_mode({"rank": space.shape[1], "directions": label or "given",
+                                    "n_reference": acts.shape[0]}, mode))
 
 
-def keep_subspace(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any = None) -> Intervention:
+def keep_subspace(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any = None, *,
+                  recurrent_state: RecurrentState | None = None) -> Intervention:
     """Keep only the component of ``layer``'s output in a subspace; the rest is set to its mean, or zeroed.
 
     With ``reference_obs`` (recommended for PCA subspaces, and what a minimal-subspace
     search uses) the orthogonal complement is replaced by its mean over those
     observations: ``h ← μ + P (h − μ)``, i.e. :func:`mean_ablate` of the complement.
     Without, it is zeroed: ``h ← P h``, i.e. :func:`ablate` of the complement.
-    ``"pcK"`` / ``"pcI-J"`` directions are fitted on ``reference_obs``.
+    ``"pcK"`` / ``"pcI-J"`` directions are fitted on ``reference_obs``, which a
+    recurrent policy runs from the hidden states ``recurrent_state`` chooses (as in
+    :func:`rli.capture`).
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -378,25 +684,30 @@ def keep_subspace(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: A
         True
     """
     target = _target(policy, layer)
-    acts = _activations(policy, target, reference_obs) if reference_obs is not None else None
+    recurrent.check_mode(recurrent_state)
+    acts, mode = (_activations(policy, target, reference_obs, recurrent_state) if reference_obs is not None
+                  else (None, None))
     space, label = _basis(policy, target, basis, acts, "reference_obs")
     center = acts.mean(axis=0, dtype=np.float64) if acts is not None else None
     rest = f"the rest set to its mean over {acts.shape[0]} observations" if acts is not None else "the rest zeroed"
-    description = f"keep only {_count(space)} at {_where(target)}{_named(label)}, {rest}"
+    description = f"keep only {_count(space)} at {_where(target)}{_named(label, mode)}, {rest}"
     edit = _projection(space, alpha=0.0, center=center, complement_of=True)
     return Intervention(policy, target, "keep_subspace", edit, description,
-                        {"rank": space.shape[1], "directions": label or "given", "rest": "zero" if acts is None else "mean",
-                         "n_reference": None if acts is None else acts.shape[0]})
+                        _with_mode({"rank": space.shape[1], "directions": label or "given",
+                                    "rest": "zero" if acts is None else "mean",
+                                    "n_reference": None if acts is None else acts.shape[0]}, mode))
 
 
-def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categorical: bool | None = None) -> Intervention:
+def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categorical: bool | None = None,
+          recurrent_state: RecurrentState | None = None) -> Intervention:
     """LEACE erasure of ``concept`` from ``layer``'s output, fitted on the activations of ``obs``.
 
     After it, no linear predictor recovers the concept from the layer's activations
     on ``obs`` better than a constant, with the smallest possible change to them
     (Belrose et al., 2023). ``concept`` is a label name of the ObsSet ``obs`` or an
     array (n,) / (n, k); integer, boolean and string concepts are one-hot encoded
-    (``categorical=`` overrides the guess).
+    (``categorical=`` overrides the guess). A recurrent policy runs ``obs`` from the
+    hidden states ``recurrent_state`` chooses, as in :func:`rli.capture`.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -415,23 +726,27 @@ def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categoric
     target = _target(policy, layer)
     if not (categorical is None or isinstance(categorical, (bool, np.bool_))):
         raise RliError(f"categorical must be True, False or None (guess from the dtype), not {categorical!r}")
-    acts = _activations(policy, target, obs)
+    acts, mode = _activations(policy, target, obs, recurrent_state)
     matrix, name = concept_matrix(concept, obs, acts.shape[0], categorical=categorical)
     fit = fit_leace(acts, matrix)
     shift = (fit.mean @ fit.proj_right.T) @ fit.proj_left.T
     edit = _LowRankEdit(fit.proj_right.T, fit.proj_left.T, beta=1.0, gamma=-1.0, shift=shift)
-    description = f"LEACE erasure of {name} at {_where(target)} (rank {fit.rank}, fit on {acts.shape[0]} observations)"
+    description = (f"LEACE erasure of {name} at {_where(target)} (rank {fit.rank}, fit on {acts.shape[0]} "
+                   f"observations{_states(mode)})")
     return Intervention(policy, target, "erase", edit, description,
-                        {"method": "LEACE", "concept": name, "concept_columns": matrix.shape[1], "rank": fit.rank,
-                         "n_fit": acts.shape[0]})
+                        _with_mode({"method": "LEACE", "concept": name, "concept_columns": matrix.shape[1],
+                                    "rank": fit.rank, "n_fit": acts.shape[0]}, mode))
 
 
-def patch(policy: Policy, layer: LayerSpec, source_obs: Any) -> Intervention:
+def patch(policy: Policy, layer: LayerSpec, source_obs: Any, *,
+          recurrent_state: RecurrentState | None = None) -> Intervention:
     """Activation patching: ``layer``'s output for the i-th input becomes its output on ``source_obs[i]``.
 
     The source activations are captured once, here (with the policy as it is now),
     and reused on every forward pass and every entry. A single source observation
     broadcasts to any batch; otherwise every batch must have ``len(source_obs)`` rows.
+    A recurrent policy runs ``source_obs`` from the hidden states ``recurrent_state``
+    chooses, as in :func:`rli.capture` (a plain array needs ``recurrent_state="fresh"``).
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -443,7 +758,9 @@ def patch(policy: Policy, layer: LayerSpec, source_obs: Any) -> Intervention:
         ('patch actor.1 with its activations on 4 source observations', True)
     """
     target = _target(policy, layer)
-    source = capture(policy, source_obs, layers=[target])[target.name]
+    source, mode = _activations(policy, target, source_obs, recurrent_state)
     n = source.shape[0]
-    description = f"patch {_where(target)} with its activations on {n} source observation{'s' if n > 1 else ''}"
-    return Intervention(policy, target, "patch", _ReplaceEdit(source, _where(target)), description, {"n_source": n})
+    description = (f"patch {_where(target)} with its activations on {n} source observation{'s' if n > 1 else ''}"
+                   f"{f' ({mode} recurrent states)' if mode else ''}")
+    return Intervention(policy, target, "patch", _ReplaceEdit(source, _where(target)), description,
+                        _with_mode({"n_source": n}, mode))

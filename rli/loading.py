@@ -8,8 +8,10 @@ Formats, and how each is read safely:
   read with ``torch.load(weights_only=True)``. A ``VecNormalize`` pickle saved beside
   the zip (``vecnormalize.pkl``, ``<stem>_vecnormalize.pkl``, ``<stem>.vecnormalize.pkl``)
   is read the same way and applied before the network.
-* TorchScript ``.pt``: rebuilt as an eager ``nn.Sequential`` of standard layers so that
-  every layer can be hooked.
+* TorchScript ``.pt`` (scripted or traced): rebuilt as eager modules so that every layer
+  can be hooked (:mod:`rli.torchscript`; standard layers become ``torch.nn`` classes, custom
+  ``forward`` methods run their graph op by op), checked against the file's own outputs;
+  or loaded into ``arch=`` (the user's class).
 * ``torch.save`` files: a ``state_dict`` (plus ``arch=``), a dict
   ``{"state_dict": ..., "arch": {...}}``, or a whole pickled module built from
   ``torch.nn`` layers (allow-listed for ``weights_only`` loading).
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import inspect
 import io
 import json
 import pickle
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,8 @@ from rli.errors import RliError
 from rli.normalization import ObsNormalizer
 from rli.policy import Policy
 from rli.safe_pickle import PickledRecord, UnsafePickleError, safe_loads
-from rli.sb3_networks import sb3_network
+from rli.sb3_networks import sb3_network, unsupported_policy_message
+from rli.space_fit import check_env_fit, flat_shape
 from rli.torch_networks import module_network
 
 ArchSpec = Any
@@ -71,6 +75,11 @@ def load_policy(
             ``.safetensors``; or an SB3 model/policy, an ``nn.Module``, a ``Policy``.
         env: gymnasium id or env whose spaces describe a plain torch module's input
             and output (optional), or an SB3 ``VecNormalize`` whose statistics to apply.
+            With ``env`` (or ``action_space``) the policy is checked against it before it
+            is returned: observation shape, action space, and the shape and type of the
+            actions it computes; a mismatch is an :class:`~rli.RliError` naming both.
+            ``Dict`` observation spaces are flattened in gymnasium's order (a plain
+            module then takes the flat vector).
         trust: allow full unpickling (code execution) for files that need it.
         arch: architecture for bare weights: an ``nn.Module`` to load into, a factory
             returning one, or ``{"mlp": [28, 256, 256, 128, 4], "activation": "elu"}``.
@@ -90,10 +99,15 @@ def load_policy(
         return src.to(device)
     _check_description(obs_shape, observation_space, action_space)
     device = _device(device)
+    check_against = action_space is not None or observation_space is not None
+    where = "the given spaces"
     if env is not None:
         observation_space, action_space, env_normalizer = _spaces_from_env(env, observation_space, action_space)
         if normalizer is None and env_normalizer is not None:
             normalizer = env_normalizer
+        check_against, where = True, env if isinstance(env, str) else f"the env {type(env).__name__}"
+    if obs_shape is None and observation_space is not None and observation_space.shape is None:
+        obs_shape = flat_shape(observation_space)  # a Dict space: a plain module takes the flat vector
     spec = dict(obs_shape=obs_shape, observation_space=observation_space, action_space=action_space)
     if isinstance(src, (str, Path)):
         path = Path(src)
@@ -111,6 +125,8 @@ def load_policy(
     except (RuntimeError, MemoryError, ValueError) as err:
         raise RliError(f"a forward pass of the policy on zeros of shape (2, {', '.join(map(str, policy.obs_shape))}) "
                        f"failed ({_first_line(err)}); pass the right obs_shape= (or observation_space=)") from None
+    if check_against:
+        check_env_fit(policy, observation_space, action_space, where)
     return policy
 
 
@@ -181,12 +197,14 @@ def _spaces_from_env(env: Any, observation_space: Any, action_space: Any) -> tup
             wrapper = getattr(wrapper, "venv", None)
         if wrapper is not None:
             found = ObsNormalizer.from_vecnormalize(wrapper)
-        return observation_space or env.observation_space, action_space or env.action_space, found
+        return (env.observation_space if observation_space is None else observation_space,
+                env.action_space if action_space is None else action_space, found)
     from rli.envs_util import make_env
 
     made, owned = make_env(env)
     try:
-        return observation_space or made.observation_space, action_space or made.action_space, None
+        return (made.observation_space if observation_space is None else observation_space,
+                made.action_space if action_space is None else action_space, None)
     finally:
         if owned:
             made.close()
@@ -237,7 +255,7 @@ def _load_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict, device: A
     if names is not None and "data" in names and "policy.pth" in names:
         return _load_sb3_zip(path, trust=trust, device=device)
     if names is not None and any("/code/" in name or name.startswith("code/") for name in names):
-        return _load_torchscript(path, spec=spec)
+        return _load_torchscript(path, spec=spec, arch=arch)
     if path.suffix == ".zip":
         if names is None:
             raise RliError(f"{path} is not a zip archive, so not a Stable-Baselines3 model; the file is damaged or "
@@ -269,17 +287,43 @@ def _decode_sb3_entry(path: Path, key: str, value: Any) -> Any:
                        f"damaged or from an incompatible SB3 version. {_TRUST_HINT}") from None
 
 
+_POLICY_ALGORITHMS = (("RecurrentActorCriticPolicy", "RecurrentPPO"), ("MaskableActorCriticPolicy", "MaskablePPO"),
+                      ("QRDQNPolicy", "QRDQN"), ("TQCPolicy", "TQC"), ("CrossQPolicy", "CrossQ"), ("ARSPolicy", "ARS"),
+                      ("DQNPolicy", "DQN"), ("SACPolicy", "SAC"))
+
+
 def _sb3_algorithm_name(policy_class: type, data: Mapping[str, Any]) -> str:
+    """The algorithm that saved a zip, from its policy class and the hyperparameters in its ``data``.
+
+    SB3 does not store the algorithm's name. The policy class tells most apart; the
+    on-policy algorithms sharing ``ActorCriticPolicy`` are told apart by the settings
+    only they save (TRPO: ``cg_max_steps``; PPO: ``n_epochs``; A2C: neither), and DDPG
+    from TD3 by what makes it DDPG (``policy_delay=1``, no target policy noise clip).
+    """
     names = {cls.__name__ for cls in policy_class.__mro__}
-    if "RecurrentActorCriticPolicy" in names:
-        return "RecurrentPPO"
-    if "DQNPolicy" in names:
-        return "DQN"
-    if "SACPolicy" in names:
-        return "SAC"
+    for class_name, algorithm in _POLICY_ALGORITHMS:
+        if class_name in names:
+            return algorithm
     if "TD3Policy" in names:
-        return "TD3"
-    return "PPO" if "n_epochs" in data else "A2C"
+        return "DDPG" if data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0.0 else "TD3"
+    if "ActorCriticPolicy" in names:
+        if "cg_max_steps" in data:
+            return "TRPO"
+        return "PPO" if "n_epochs" in data else "A2C"
+    raise RliError(unsupported_policy_message(policy_class.__name__))
+
+
+def _sb3_algorithm_class(name: str, label: str) -> type:
+    import stable_baselines3
+
+    if hasattr(stable_baselines3, name):
+        return getattr(stable_baselines3, name)
+    try:
+        import sb3_contrib
+    except ImportError:
+        raise RliError(f"{label} is an sb3-contrib {name} model; install sb3-contrib (pip install sb3-contrib) "
+                       "to load it") from None
+    return getattr(sb3_contrib, name)
 
 
 def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
@@ -300,6 +344,8 @@ def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
     if trust:
         try:
             policy, algorithm = _load_sb3_trusted(path, data, device)
+        except RliError:
+            raise
         except Exception as err:  # noqa: BLE001 — whatever SB3 trips over in a damaged file means the same
             raise RliError(f"{path.name}: Stable-Baselines3 cannot load it ({type(err).__name__}: "
                            f"{_first_line(err)}); the file may be damaged or from an incompatible SB3 version") from None
@@ -313,10 +359,13 @@ def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
         kwargs = dict(decoded["policy_kwargs"] or {})
         from stable_baselines3.common.policies import ActorCriticPolicy
 
+        algorithm = _sb3_algorithm_name(policy_class, data)
         if issubclass(policy_class, ActorCriticPolicy):
             kwargs.setdefault("use_sde", bool(data.get("use_sde", False)))
+        # ARS builds its policy without a learning-rate schedule (it does not use an optimiser)
+        schedule = () if algorithm == "ARS" else (lambda _: 0.0,)
         try:
-            policy = policy_class(decoded["observation_space"], decoded["action_space"], lambda _: 0.0, **kwargs)
+            policy = policy_class(decoded["observation_space"], decoded["action_space"], *schedule, **kwargs)
         except Exception as err:  # noqa: BLE001 — a constructor failure is a broken or foreign file
             raise RliError(f"{path.name}: cannot rebuild its {policy_class.__name__} ({type(err).__name__}: {err})") from None
         state = _torch_load_weights(io.BytesIO(policy_bytes), f"{path.name}/policy.pth")
@@ -324,25 +373,24 @@ def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
             policy.load_state_dict(state)
         except RuntimeError as err:
             raise RliError(f"{path.name}: the weights do not fit the policy it describes ({str(err).splitlines()[0]})") from None
-        algorithm = _sb3_algorithm_name(policy_class, data)
     policy.to(device)
     return sb3_network(policy, algorithm), _sibling_vecnormalize(path)
 
 
 def _load_sb3_trusted(path: Path, data: Mapping[str, Any], device: Any) -> tuple[Any, str]:
-    import stable_baselines3
-
-    policy_type = str(data.get("policy_class", {}).get(":type:", "")) if isinstance(data.get("policy_class"), dict) else ""
-    module_hint = data.get("policy_class", {}).get("__module__", "") if isinstance(data.get("policy_class"), dict) else ""
-    candidates = {"sac": "SAC", "td3": "TD3", "dqn": "DQN", "ddpg": "DDPG"}
-    name = next((algo for key, algo in candidates.items() if f".{key}." in module_hint), None)
-    if "recurrent" in module_hint or "recurrent" in policy_type:
-        import sb3_contrib
-
-        return sb3_contrib.RecurrentPPO.load(path, device=device).policy, "RecurrentPPO"
-    if name is None:
-        name = "PPO" if "n_epochs" in data else "A2C"
-    model = getattr(stable_baselines3, name).load(path, device=device)
+    """SB3's own ``load`` of the algorithm named by :func:`_sb3_algorithm_name` (the policy class fully unpickled)."""
+    entry = data.get("policy_class")
+    if not (isinstance(entry, dict) and ":serialized:" in entry):
+        raise RliError(f"{path.name} does not name an SB3 policy class; is it an SB3 model?")
+    try:
+        policy_class = pickle.loads(base64.b64decode(entry[":serialized:"].encode()))  # noqa: S301 — trust=True
+    except Exception as err:  # noqa: BLE001 — any decoding failure means the same to the user
+        raise RliError(f"{path.name}: cannot decode its policy_class ({type(err).__name__}: {_first_line(err)}); "
+                       "the file may be damaged, or need a package that is not installed") from None
+    if not isinstance(policy_class, type):
+        raise RliError(f"{path.name} does not name an SB3 policy class; is it an SB3 model?")
+    name = _sb3_algorithm_name(policy_class, data)
+    model = _sb3_algorithm_class(name, path.name).load(path, device=device)
     return model.policy, name
 
 
@@ -398,7 +446,10 @@ def _load_torch_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict) -> 
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         raise RliError(f"{path} is not a readable torch checkpoint ({_first_line(err)})") from None
     if isinstance(obj, torch.jit.ScriptModule):
-        return module_network(_descript(obj), kind="TorchScript", **spec), None
+        eager = _descript(obj)
+        network = module_network(eager, kind="TorchScript", **spec)
+        _check_same_outputs(obj, eager, network, str(path))
+        return network, None
     if isinstance(obj, nn.Module):
         return module_network(obj, **spec), None
     if isinstance(obj, Mapping):
@@ -480,7 +531,8 @@ def _normalizer_from_state(state: dict[str, Any], label: str) -> ObsNormalizer |
 
 
 def build_arch(arch: ArchSpec) -> nn.Module:
-    """An ``nn.Module`` from an architecture spec (module, factory or ``{"mlp": sizes, "activation": name}``).
+    """An ``nn.Module`` from an architecture spec: a module (copied), a class or factory called without
+    arguments (a custom residual network, say), or ``{"mlp": sizes, "activation": name}``.
 
     Example:
         >>> build_arch({"mlp": [28, 256, 4], "activation": "elu"})
@@ -513,8 +565,19 @@ def build_arch(arch: ArchSpec) -> nn.Module:
         if output is not None:
             layers.append(_ACTIVATIONS[str(output).lower()]())
         return nn.Sequential(*layers)
+    if isinstance(arch, str):
+        raise RliError(f"arch={arch!r} is a name, not an architecture; in Python pass the class or an instance "
+                       "(arch=MyNet, arch=MyNet(...)); on the command line --arch module:Class with --trust imports it")
     if callable(arch):
-        module = arch()
+        name = getattr(arch, "__name__", type(arch).__name__)
+        try:
+            inspect.signature(arch).bind()
+        except TypeError as err:
+            raise RliError(f"arch {name} cannot be built without arguments ({err}); pass an instance "
+                           f"or a factory such as lambda: {name}(...)") from None
+        except ValueError:
+            pass  # no signature to check (a builtin): call it and let it say what it needs
+        module = arch()  # an exception from the user's own code reaches them unchanged
         if not isinstance(module, nn.Module):
             raise RliError(f"the arch factory returned {type(module).__name__}, not an nn.Module")
         return module
@@ -522,47 +585,52 @@ def build_arch(arch: ArchSpec) -> nn.Module:
 
 
 # ------------------------------------------------------------------------ TorchScript
-def _load_torchscript(path: Path, *, spec: dict) -> tuple[Any, Any]:
+def _load_torchscript(path: Path, *, spec: dict, arch: ArchSpec = None) -> tuple[Any, Any]:
+    """A TorchScript file as an eager, hookable network, checked to compute what the scripted one computes.
+
+    Without ``arch`` the module is rebuilt from its graph (:func:`rli.torchscript.from_script`);
+    with ``arch`` (the user's class or factory) the file's parameters are loaded into it.
+    """
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
             scripted = torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as err:
         raise RliError(f"{path} is not a readable TorchScript file ({_first_line(err)})") from None
-    return module_network(_descript(scripted), kind="TorchScript", **spec), None
+    if arch is not None:
+        module = build_arch(arch)
+        try:
+            module.load_state_dict({k: v.detach().clone() for k, v in scripted.state_dict().items()})
+        except RuntimeError as err:
+            raise RliError(f"{path}: its parameters do not fit the given arch ({_first_line(err)})") from None
+    else:
+        module = _descript(scripted)
+    network = module_network(module, kind="TorchScript", **spec)
+    _check_same_outputs(scripted, module, network, str(path))
+    return network, None
 
 
-_SCRIPT_ATTRS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "ELU": lambda m: {"alpha": m.alpha},
-    "LeakyReLU": lambda m: {"negative_slope": m.negative_slope},
-    "Softplus": lambda m: {"beta": m.beta, "threshold": m.threshold},
-    "Softmax": lambda m: {"dim": m.dim},
-    "LogSoftmax": lambda m: {"dim": m.dim},
-    "Flatten": lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim},
-}
+def _check_same_outputs(scripted: Any, module: nn.Module, network: Any, label: str) -> None:
+    """Refuse a rebuilt module whose outputs differ from the scripted original's on random observations."""
+    from rli.network import evaluating, first_tensor
+
+    generator = torch.Generator().manual_seed(0)
+    dtype = torch.from_numpy(np.zeros(0, dtype=network.obs_dtype)).dtype
+    obs = torch.randn((4, *network.obs_shape), generator=generator).to(dtype)
+    try:
+        with evaluating(module), evaluating(scripted):
+            expected, got = first_tensor(scripted(obs)), first_tensor(module(obs))
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        raise RliError(f"{label}: the rebuilt network cannot run on observations of shape {tuple(network.obs_shape)} "
+                       f"({_first_line(err)}); pass obs_shape= or arch=") from None
+    if expected.shape != got.shape or not torch.allclose(expected.float(), got.float(), rtol=1e-4, atol=1e-5):
+        diff = (expected.float() - got.float()).abs().max().item() if expected.shape == got.shape else "shape"
+        raise RliError(f"{label}: the network rli rebuilt from the TorchScript file computes other outputs than the "
+                       f"file (largest difference {diff}); pass arch= (your module class) to rebuild it from the code")
 
 
 def _descript(scripted: Any) -> nn.Module:
-    """An eager copy of a scripted ``Sequential`` of standard layers (Python hooks cannot reach scripted code)."""
-    name = scripted.original_name
-    if name == "Sequential":
-        return nn.Sequential(*[_descript(child) for child in scripted.children()])
-    params = dict(scripted.named_parameters(recurse=False))
-    if name == "Linear":
-        weight = params["weight"]
-        module: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in params)
-    elif name == "LayerNorm":
-        module = nn.LayerNorm(tuple(scripted.normalized_shape), eps=scripted.eps,
-                              elementwise_affine="weight" in params)
-    elif hasattr(nn, name) and not params and not any(True for _ in scripted.children()):
-        try:
-            module = getattr(nn, name)(**_SCRIPT_ATTRS.get(name, lambda m: {})(scripted))
-        except (TypeError, RuntimeError, AttributeError):
-            module = None  # type: ignore[assignment]
-    else:
-        module = None  # type: ignore[assignment]
-    if module is None:
-        raise RliError(f"TorchScript module {name!r} cannot be opened layer by layer (rli reads scripted Sequentials "
-                       "of standard torch.nn layers); save a state_dict and pass arch=... instead")
-    module.load_state_dict({k: v.detach().clone() for k, v in scripted.state_dict().items()})
-    return module
+    """An eager copy of a TorchScript module (Python hooks cannot reach scripted code); see :mod:`rli.torchscript`."""
+    from rli.torchscript import from_script
+
+    return from_script(scripted)

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from rli import checks
+from rli import checks, recurrent
 from rli.errors import RliError
+from rli.space_fit import check_env_fit, dict_entries, flat_shape, flatten_batch
 
 LabelFn = Callable[..., Mapping[str, Any]]
 
@@ -55,10 +56,28 @@ class ObsSet:
         (4, 2.5)
         >>> obs[1:3].labels["speed"].tolist()
         [2.0, 3.0]
+
+    ``Dict`` observations (a dict of arrays with a leading batch axis) need ``space=``, the
+    policy (or its ``gymnasium.spaces.Dict``): they are held flat, in gymnasium's order
+    (:func:`gymnasium.spaces.flatten`), as everywhere in rli, so ``"obs[i]"`` indexes the
+    flat vector. With an array, ``space=`` checks that each row fits it. Channels-last
+    images are held as given (see :attr:`rli.Policy.channels_last_shapes`).
+
+        >>> from gymnasium import spaces
+        >>> space = spaces.Dict({"goal": spaces.Box(-1, 1, (2,)), "pos": spaces.Box(-1, 1, (3,))})
+        >>> rli.ObsSet({"goal": np.zeros((4, 2)), "pos": np.ones((4, 3))}, space=space).obs.shape
+        (4, 5)
+
+    ``states`` holds, for a recurrent policy, the hidden state it had before each
+    observation ({name: array (n, ...)}, recorded by :meth:`from_rollouts`, with the
+    recording policy's fingerprint in ``meta["recurrent_state_of"]``); indexing,
+    :meth:`with_labels`, :meth:`save` and :meth:`load` keep them. See :mod:`rli.recurrent`.
     """
 
     def __init__(self, obs: Any, labels: Mapping[str, Any] | None = None, *,
-                 meta: Mapping[str, Any] | None = None) -> None:
+                 meta: Mapping[str, Any] | None = None, states: Mapping[str, Any] | None = None,
+                 space: Any = None) -> None:
+        obs = _with_space(obs, space)
         if hasattr(obs, "detach"):
             obs = obs.detach().cpu().numpy()
         try:
@@ -82,6 +101,7 @@ class ObsSet:
         self._obs = arr
         self._labels = {str(name): _as_label(str(name), values, arr.shape[0]) for name, values in (labels or {}).items()}
         self.meta: dict[str, Any] = dict(meta or {})
+        self._states = _as_states(states, arr.shape[0])
 
     # -------------------------------------------------------------------- access
     @property
@@ -93,6 +113,14 @@ class ObsSet:
     def labels(self) -> Mapping[str, np.ndarray]:
         """Read-only mapping of label name → array with one value (or row) per observation."""
         return MappingProxyType(self._labels)
+
+    @property
+    def states(self) -> Mapping[str, np.ndarray]:
+        """Read-only mapping of hidden-state name → array (n, ...): a recurrent policy's state before each observation.
+
+        Empty unless recorded (:meth:`from_rollouts` with a recurrent policy) or given.
+        """
+        return MappingProxyType(self._states)
 
     def label(self, name: str) -> np.ndarray:
         """One label column; :class:`RliError` lists the known names when ``name`` is not one."""
@@ -117,18 +145,20 @@ class ObsSet:
             self._obs[index]
         except IndexError as err:
             raise _OutOfRangeError(f"cannot index {len(self)} observations with {index!r}: {err}") from None
-        return ObsSet(self._obs[index], {k: v[index] for k, v in self._labels.items()}, meta=self.meta)
+        return ObsSet(self._obs[index], {k: v[index] for k, v in self._labels.items()}, meta=self.meta,
+                      states={k: v[index] for k, v in self._states.items()})
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self._obs if dtype is None else self._obs.astype(dtype)
 
     def __repr__(self) -> str:
         labels = ", ".join(self._labels) or "no labels"
-        return f"ObsSet({len(self)} × {self._obs.shape[1:]}, {labels})"
+        states = ", with recurrent states" if self._states else ""
+        return f"ObsSet({len(self)} × {self._obs.shape[1:]}, {labels}{states})"
 
     def with_labels(self, **labels: Any) -> ObsSet:
         """A copy with extra (or replaced) label columns."""
-        return ObsSet(self._obs, {**self._labels, **labels}, meta=self.meta)
+        return ObsSet(self._obs, {**self._labels, **labels}, meta=self.meta, states=self._states)
 
     @property
     def fingerprint(self) -> str:
@@ -138,6 +168,8 @@ class ObsSet:
         digest.update(np.ascontiguousarray(self._obs).tobytes())
         for name in sorted(self._labels):
             digest.update(name.encode() + np.ascontiguousarray(self._labels[name]).tobytes())
+        for name in sorted(self._states):
+            digest.update(b"state:" + name.encode() + np.ascontiguousarray(self._states[name]).tobytes())
         return digest.hexdigest()
 
     # ------------------------------------------------------------- constructors
@@ -199,7 +231,9 @@ class ObsSet:
 
         Box spaces are sampled in one vectorised draw (uniform where bounded, normal
         where unbounded, shifted exponential where half-bounded, as gymnasium does);
-        other spaces one sample at a time. The caller's space is not reseeded.
+        other spaces one sample at a time. A ``Dict`` space gives flat rows, each
+        ``gymnasium.spaces.flatten(space, sample)`` (as rli holds Dict observations
+        everywhere). The caller's space is not reseeded.
 
         Example:
             >>> import gymnasium as gym, rli
@@ -217,8 +251,14 @@ class ObsSet:
         if not isinstance(space, spaces.Space):
             raise RliError(f"sample() needs a gymnasium space or a policy that has one, not {type(space).__name__}")
         n, seed = checks.count(n, "n"), checks.seed(seed)
-        checks.fits_in_memory(3 * 8 * n * float(np.prod(space.shape or (1,))), f"sampling n={n} observations")
-        if isinstance(space, spaces.Box):
+        checks.fits_in_memory(3 * 8 * n * float(np.prod(flat_shape(space) or (1,))), f"sampling n={n} observations")
+        if isinstance(space, spaces.Dict):
+            entries = dict_entries(space)  # before drawing: a nested space is refused here
+            local = copy.deepcopy(space)
+            local.seed(seed)
+            draws = [local.sample() for _ in range(n)]
+            obs = flatten_batch(space, {e.key: np.stack([np.asarray(d[e.key]) for d in draws]) for e in entries})
+        elif isinstance(space, spaces.Box):
             try:
                 obs = _sample_box(space, n, np.random.default_rng(seed))
             except (ValueError, MemoryError):
@@ -239,7 +279,10 @@ class ObsSet:
         ``label_fn(obs, info) -> {name: value}`` per step, or, by default, from every
         numeric entry of ``info`` present at every step (noise-free quantities
         environments expose there make good probe targets). The episode index and
-        step are recorded as labels ``episode`` and ``step``.
+        step are recorded as labels ``episode`` and ``step``. For a recurrent policy the
+        hidden state it had before each step is recorded too (:attr:`states`, with its
+        fingerprint in ``meta["recurrent_state_of"]``), so that captures on these
+        observations run from the states the policy actually had (:mod:`rli.recurrent`).
 
         Example:
             >>> import rli, torch.nn as nn
@@ -255,21 +298,34 @@ class ObsSet:
         if max_episode_steps is not None:
             checks.count(max_episode_steps, "max_episode_steps")
         environment, owned = make_env(env)
+        try:
+            check_env_fit(policy, environment.observation_space, environment.action_space,
+                          env if isinstance(env, str) else type(environment).__name__)
+        except BaseException:
+            if owned:
+                environment.close()
+            raise
         rows, rows_labels = [], []
         state = None
+        recorder = recurrent.Recorder(policy) if policy.is_recurrent else None
+        single_thread = recurrent.one_torch_thread()
+        single_thread.__enter__()
         try:
             for episode in itertools.count():
                 observation, info = environment.reset(seed=seed + episode)
                 state = policy.initial_state(1)
                 start = True
                 for step in itertools.count():
-                    rows.append(np.asarray(observation))
+                    flat = policy.flat_observation(observation)  # a Dict observation: flat, in gymnasium's order
+                    rows.append(flat)
+                    if recorder is not None:
+                        recorder.record(state, flat[None], start)
                     labels = dict(label_fn(observation, info)) if label_fn is not None else _numeric_info(info)
                     labels.update(episode=episode, step=step)
                     rows_labels.append(labels)
                     if len(rows) >= n:
                         break
-                    action, state = policy.step(np.asarray(observation)[None], state, np.array([start]))
+                    action, state = policy.step(flat[None], state, np.array([start]))
                     start = False
                     observation, _, terminated, truncated, info = environment.step(action[0])
                     if terminated or truncated or (max_episode_steps is not None and step + 1 >= max_episode_steps):
@@ -277,11 +333,15 @@ class ObsSet:
                 if len(rows) >= n:
                     break
         finally:
+            single_thread.__exit__(None, None, None)
             if owned:
                 environment.close()
         common = set.intersection(*(set(r) for r in rows_labels))
         labels = {name: np.asarray([r[name] for r in rows_labels]) for name in sorted(common)}
-        return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed})
+        if recorder is None:
+            return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed})
+        return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed, recurrent.STATE_OF: policy.fingerprint},
+                   states=recorder.states(len(rows)))
 
     # --------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
@@ -296,6 +356,7 @@ class ObsSet:
         except (TypeError, ValueError) as err:
             raise RliError(f"meta must hold JSON data (numbers, strings, lists, dicts) to be saved ({err})") from None
         arrays.update({f"label:{name}": values for name, values in self._labels.items()})
+        arrays.update({f"state:{name}": values for name, values in self._states.items()})
         try:
             np.savez_compressed(path, **arrays)
         except OSError as err:
@@ -316,10 +377,11 @@ class ObsSet:
                     raise RliError(f"{path} has no 'obs' array; it was not written by ObsSet.save "
                                    "(build one with rli.ObsSet(obs, labels) instead)")
                 labels = {k[len("label:"):]: data[k] for k in data.files if k.startswith("label:")}
+                states = {k[len("state:"):]: data[k] for k in data.files if k.startswith("state:")}
                 meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
                 if not isinstance(meta, dict):
                     raise RliError(f"{path}: its 'meta' entry is not a JSON object; it was not written by ObsSet.save")
-                return cls(data["obs"], labels, meta=meta)
+                return cls(data["obs"], labels, meta=meta, states=states)
         except FileNotFoundError:
             raise RliError(f"no such file: {path}") from None
         except ValueError as err:
@@ -328,6 +390,61 @@ class ObsSet:
             raise RliError(f"{path} is not a readable ObsSet .npz ({err})") from None
         except (OSError, EOFError, zipfile.BadZipFile) as err:
             raise RliError(f"{path} is not a readable ObsSet .npz ({err})") from None
+
+
+def _with_space(obs: Any, space: Any) -> Any:
+    """``obs`` for the constructor: a dict of arrays flattened with ``space`` (a policy or a Dict space), an array
+    checked against it."""
+    from gymnasium import spaces
+
+    policy = space if hasattr(space, "prepare_obs") else None
+    if space is not None and policy is None and not isinstance(space, spaces.Space):
+        raise RliError(f"space must be a policy or a gymnasium space, not {type(space).__name__}")
+    if isinstance(obs, Mapping):
+        if space is None:
+            raise RliError(f"observations are a dict ({', '.join(map(str, obs))}); an ObsSet holds them flat, in "
+                           "gymnasium's order: pass space=policy (or its Dict observation space)")
+        if policy is not None:
+            return policy.prepare_obs(obs)
+        if not isinstance(space, spaces.Dict):
+            raise RliError(f"observations are a dict but space is {type(space).__name__}, not a Dict space; pass "
+                           "the Dict observation space (or the policy) they come from")
+        return flatten_batch(space, obs)
+    if space is None or (not hasattr(obs, "shape") and not isinstance(obs, (list, tuple))):
+        return obs
+    try:
+        shape = tuple(np.shape(obs.detach().cpu().numpy() if hasattr(obs, "detach") else obs))[1:]
+    except (TypeError, ValueError):
+        return obs  # ragged: reported by the constructor
+    if policy is not None:
+        last = policy.channels_last_shapes.get("")
+        accepted = [tuple(policy.obs_shape)] + ([last] if last is not None else [])
+    else:
+        accepted = [flat_shape(space)]
+    if shape not in accepted:
+        raise RliError(f"observations have shape {shape} per row but space takes "
+                       f"{' or '.join(map(str, accepted))}; pass the observations of that space (or no space=)")
+    return obs
+
+
+def _as_states(states: Mapping[str, Any] | None, n: int) -> dict[str, np.ndarray]:
+    if states is None:
+        return {}
+    if not isinstance(states, Mapping):
+        raise RliError(f"states must be a mapping {{name: array (n, ...)}}, not {type(states).__name__}")
+    out = {}
+    for name, values in states.items():
+        try:
+            arr = np.asarray(values)
+        except (TypeError, ValueError):
+            raise RliError(f"hidden state {name!r} is ragged; give one array row per observation") from None
+        if arr.dtype.kind != "f" or arr.ndim == 0 or arr.shape[0] != n:
+            raise RliError(f"hidden state {name!r} must be a float array with one row per observation ({n}); "
+                           f"got dtype {arr.dtype}, shape {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise RliError(f"hidden state {name!r} contains NaN/inf values; record the states again")
+        out[str(name)] = arr
+    return out
 
 
 def _index_array(index: Any) -> bool:

@@ -23,6 +23,7 @@ from rli.errors import RliError
 from rli.observations import ObsSet
 from rli.policy import Policy
 from rli.probes import LayerProfile, ProbeResult
+from rli.recurrent import RecurrentState
 from rli.sweeps import AblationCurve, SubspaceSearch
 
 if TYPE_CHECKING:
@@ -61,11 +62,14 @@ def _layer_name(layer: str, index: int | None) -> str:
 
 
 # --------------------------------------------------------------------------------------- heat map
-def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult) -> np.ndarray:
+def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult,
+                         recurrent_state: RecurrentState | None = None) -> np.ndarray:
     """Each observation predicted by the fold model of ``result`` that did not see it (same folds and penalties).
 
     Rebuilds the K ridge fits of :func:`rli.probe` (same split, same per-fold penalty),
-    so the map shows held-out predictions, never the fit on all the data.
+    so the map shows held-out predictions, never the fit on all the data. A recurrent
+    policy runs ``obs`` from the hidden states ``recurrent_state`` chooses (as in
+    :func:`rli.capture`); give the probe's own.
     """
     from rli.capture import capture
     from rli.moments import Moments, RidgeFit, fold_order
@@ -78,7 +82,7 @@ def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult) -> np.nd
     if y.shape[1] != 1 or len(y) != result.n:
         raise RliError(f"the probe was fitted on {result.n} observations of one target; these observations give "
                        f"{len(y)} rows of {y.shape[1]} output(s): pass the observations the probe was fitted on")
-    acts = capture(policy, obs, [result.layer])[result.layer].astype(np.float64)
+    acts = capture(policy, obs, [result.layer], recurrent_state=recurrent_state)[result.layer].astype(np.float64)
     ids = _fold_ids(y, result.folds, result.seed, stratify=False)
     order, bounds = fold_order(ids, result.folds)
     moments = Moments(result.folds)
@@ -115,6 +119,7 @@ def probe_heatmap(
     target_unit: str = "",
     prediction_label: str = "prediction",
     title: str | None = None,
+    recurrent_state: RecurrentState | None = None,
 ) -> Figure:
     """Truth, probe prediction and their difference over a 2-D observation grid, side by side.
 
@@ -131,6 +136,8 @@ def probe_heatmap(
     mappings ``{"index": 10, "label": "follower y − leader y", "unit": "m"}``
     (default: the grid's second axis across, the first one up). ``prediction_label``
     titles the middle panel when predictions are given as an array.
+    ``recurrent_state`` is the one the probe was fitted with, for a recurrent policy
+    (a grid carries no hidden states: ``"fresh"``, as for :func:`rli.capture`).
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -162,7 +169,7 @@ def probe_heatmap(
         if policy is None:
             raise RliError("a ProbeResult gives predictions only with the policy: pass policy=")
         result = result_or_predictions
-        predicted = _heldout_predictions(policy, grid, result)
+        predicted = _heldout_predictions(policy, grid, result, recurrent_state)
         name = target or result.target
         kind = "held-out prediction"
         head = (f"{result.kind} probe of {name!r} at layer {_layer_name(result.layer, result.layer_index)}: "

@@ -30,6 +30,7 @@ from rli.probes import (
     _target,
     target_exponent,
 )
+from rli.recurrent import RecurrentState, check_mode
 
 
 def negate_sensors(obs: Any, indices: int | Sequence[int]) -> Any:
@@ -146,6 +147,7 @@ def polarity_test(
     standardize: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
+    recurrent_state: RecurrentState | None = None,
 ) -> PolarityResult:
     """Fit a ridge probe on normal observations, score it with ``sensors`` negated → :class:`PolarityResult`.
 
@@ -153,6 +155,13 @@ def polarity_test(
     controls). Normal and inverted activations stream through together, so memory
     stays bounded. The policy's fingerprint is checked before and after: the test
     never changes it.
+
+    A recurrent policy runs the normal observations from their recorded hidden states
+    (``recurrent_state`` as in :func:`rli.capture`), and the inverted ones along the
+    same episodes with the sensors inverted at every step, its state recomputed
+    (``"replay"``: ``obs`` needs whole episodes, as :meth:`rli.ObsSet.from_rollouts`
+    gives), so its memory sees the inversion too; with ``"fresh"`` both start every
+    observation from the initial state.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -181,13 +190,21 @@ def polarity_test(
     before = policy.fingerprint
     normal, inverted = Moments(opts.folds), Moments(opts.folds)
     seen = 0
-    for chunk in iter_activations(policy, obs, [resolved.name], chunk_size=chunk_size, pool=pool):
+    replayed = None
+    if policy.is_recurrent and check_mode(recurrent_state) != "fresh" and isinstance(obs, ObsSet):
+        replayed = iter_activations(policy, negate_sensors(obs, idx), [resolved.name], chunk_size=chunk_size,
+                                    pool=pool, recurrent_state="replay")
+    for chunk in iter_activations(policy, obs, [resolved.name], chunk_size=chunk_size, pool=pool,
+                                  recurrent_state=recurrent_state):
         if chunk.stop > n:
             raise RliError(f"obs has more observations than the target's {n} values")
         order, bounds = fold_order(ids[chunk.start:chunk.stop], opts.folds)
         rows = y[chunk.start:chunk.stop]
-        negated = capture(policy, negate_sensors(chunk.obs, idx), [resolved.name], chunk_size=len(chunk.obs),
-                          pool=pool)
+        if replayed is not None:
+            negated = next(replayed).activations
+        else:
+            negated = capture(policy, negate_sensors(chunk.obs, idx), [resolved.name], chunk_size=len(chunk.obs),
+                              pool=pool, recurrent_state=chunk.recurrent_state)
         accumulate([(normal, chunk.activations[resolved.name], rows), (inverted, negated[resolved.name], rows)],
                    order, bounds)
         seen = chunk.stop

@@ -5,9 +5,11 @@ controls computed with the same probe and the same folds: the untrained
 (re-initialised) network, shuffled labels, and the raw observation.
 
 Ridge probes never hold the activations in memory. They stream through
-:func:`rli.iter_activations` and keep, per fold, the sufficient statistics ``XᵀX``,
-``Xᵀy`` and the sums (float64, in coordinates shifted by the first chunk's means;
-:mod:`rli.moments`, which spreads the updates over the cores).
+:func:`rli.iter_activations` and keep, per fold, the means and centred scatter matrices
+(float64, each chunk centred on its own means and merged exactly, so a feature constant
+over a training set has no variance there; :mod:`rli.moments`, which spreads the updates
+over the cores). Features wider than the rows are many (raw pixels) are kept as rows and
+solved in the dual, n×n kernel form instead, as scikit-learn does.
 Each training set is the sum of the other folds; one eigendecomposition of its Gram
 matrix gives the ridge solution for every candidate penalty, the penalty is chosen by
 generalised cross-validation (GCV: the rotation-invariant closed form of leave-one-out,
@@ -21,24 +23,27 @@ activations held in memory.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from rli import checks, stats
-from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
+from rli import checks, recurrent, stats
+from rli.capture import DEFAULT_CHUNK, ActivationChunk, Pool, capture, iter_activations
 from rli.errors import RliError
-from rli.moments import Moments, RidgeFit, accumulate, fold_order, r2_on
+from rli.moments import KernelMoments, Moments, accumulate, fit_bytes, fold_order, kept_bytes, ridge_moments
 from rli.network import Network
 from rli.observations import ObsSet
 from rli.policy import Layer, LayerSpec, Policy
-from rli.threads import one_blas_thread
+from rli.recurrent import RecurrentState
+from rli.targets import resolve_target
+from rli.threads import WORKERS, one_blas_thread, run_all
 
 KINDS = ("ridge", "lasso", "mlp", "logistic")
 MAX_RIDGE_WIDTH = 4096
@@ -278,6 +283,7 @@ def probe(
     control_seeds: int = 3,
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
+    recurrent_state: RecurrentState | None = None,
 ) -> ProbeResult:
     """Decode ``target`` from the activations of ``layer``: held-out score, 95% CI and controls.
 
@@ -285,8 +291,10 @@ def probe(
         policy: the policy to probe.
         obs: observations (array, memmap, :class:`~rli.ObsSet`, or for ridge probes an
             iterable of observation batches).
-        target: a label name of ``obs`` (an ObsSet) or an array with one value (or row,
-            for several outputs) per observation. Class labels for ``kind="logistic"``.
+        target: a label name of ``obs`` (an ObsSet), ``"obs[I]"`` (observation entry I), an
+            array with one value (or row, for several outputs) per observation, or
+            ``(name, array)`` to name it in the result, summaries and baselines
+            (:func:`rli.targets.resolve_target`). Class labels for ``kind="logistic"``.
         layer: index in the actor trunk, alias (``"actor.5"``) or module name.
         kind: ``"ridge"`` (penalty chosen by GCV inside each training fold),
             ``"lasso"`` (sparse; penalty by 3-fold CV inside each training fold; reports
@@ -310,6 +318,11 @@ def probe(
         control_seeds: how many untrained networks and label shuffles.
         chunk_size: observations per forward pass.
         pool: ``"channel"`` averages conv feature maps per channel (see :func:`rli.capture`).
+        recurrent_state: for recurrent policies, which hidden state each observation is
+            run from, as in :func:`rli.capture` (default: the states recorded by
+            :meth:`rli.ObsSet.from_rollouts`). The untrained control networks replay their
+            own states along the same episodes (or start fresh with ``"fresh"``); the
+            result's notes say which was used.
 
     Example:
         >>> import numpy as np, torch, torch.nn as nn, rli
@@ -321,7 +334,7 @@ def probe(
         (True, True, True)
     """
     return _run(policy, obs, target, [layer], _options(kind, controls, folds, seed, alphas, standardize,
-                                                      control_seeds, chunk_size, pool))[0]
+                                                      control_seeds, chunk_size, pool, recurrent_state))[0]
 
 
 def probe_layers(
@@ -339,6 +352,7 @@ def probe_layers(
     control_seeds: int = 3,
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
+    recurrent_state: RecurrentState | None = None,
 ) -> LayerProfile:
     """Probe every layer of the actor trunk (or ``layers``) from one capture → :class:`LayerProfile`.
 
@@ -367,7 +381,7 @@ def probe_layers(
         raise RliError(f"layers must be a list of layers (or None for the whole actor trunk), not {layers!r}")
     if not specs:
         raise RliError("layers is empty; pass None for the whole actor trunk or a list of layers")
-    opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool)
+    opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool, recurrent_state)
     return LayerProfile(tuple(_run(policy, obs, target, specs, opts)))
 
 
@@ -383,10 +397,11 @@ class _Options:
     control_seeds: int
     chunk_size: int
     pool: Pool
+    recurrent_state: RecurrentState | None = None
 
 
 def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, standardize: bool,
-             control_seeds: int, chunk_size: int, pool: Pool) -> _Options:
+             control_seeds: int, chunk_size: int, pool: Pool, recurrent_state: Any = None) -> _Options:
     if not isinstance(kind, str) or kind not in KINDS:
         raise RliError(f"unknown probe kind {kind!r}; choose one of {', '.join(KINDS)}")
     if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
@@ -407,25 +422,17 @@ def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, stan
             raise RliError("an mlp probe takes one alpha (its L2 penalty), not a grid")
         alphas = grid
     return _Options(kind, checks.flag(controls, "controls"), int(folds), int(seed), alphas,
-                    checks.flag(standardize, "standardize"), int(control_seeds), int(chunk_size), pool)
+                    checks.flag(standardize, "standardize"), int(control_seeds), int(chunk_size), pool,
+                    recurrent.check_mode(recurrent_state))
 
 
 # ----------------------------------------------------------------------------------------- target
 def _target(obs: Any, target: Any, kind: str) -> tuple[np.ndarray, str]:
-    """The target as (n, k) float64 (regression) or (n,) class labels (logistic), and its name."""
-    if isinstance(target, str):
-        if not isinstance(obs, ObsSet):
-            raise RliError(f"target {target!r} is a label name but obs is a {type(obs).__name__}, not an ObsSet; "
-                           "pass rli.ObsSet(obs, labels={...}) or the target values as an array")
-        values, name = obs.label(target), target
-    else:
-        if isinstance(target, torch.Tensor):
-            target = target.detach().cpu().numpy()
-        try:
-            values, name = np.asarray(target), "target"
-        except (TypeError, ValueError):
-            raise RliError(f"target must be an array with one value (or one row of outputs) per observation, "
-                           f"not a ragged {type(target).__name__}") from None
+    """The target as (n, k) float64 (regression) or (n,) class labels (logistic), and its name.
+
+    Any form :func:`rli.targets.resolve_target` takes: a label name, ``"obs[I]"``, an array, ``(name, array)``.
+    """
+    values, name = resolve_target(obs, target)
     if values.ndim == 0 or values.ndim > 2 or values.size == 0:
         raise RliError(f"target must have one value (or one row of outputs) per observation; got shape {values.shape}")
     if kind == "logistic":
@@ -559,8 +566,9 @@ def _untrained_policy(policy: Policy, seed: int) -> Policy:
 
 
 def _raw_features(policy: Policy, obs: np.ndarray) -> np.ndarray:
-    """Observations as the network receives them (after the policy's normaliser), one flat row each."""
-    seen = policy.normalizer(obs) if policy.normalizer is not None else obs
+    """Observations as the network receives them (after the policy's normaliser), one flat row each, in the layout
+    the caller holds them (channels-last images stay channels last)."""
+    seen = policy.normalize(obs)
     return np.asarray(seen).reshape(len(seen), -1)
 
 
@@ -580,34 +588,47 @@ class _Outcome(NamedTuple):
     transfer_scores: np.ndarray | None = None
 
 
-def _ridge_outcomes(m: Moments, groups: Sequence[slice], opts: _Options, standardize: bool,
-                    transfer: Moments | None = None) -> list[_Outcome]:
+def _ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: _Options, standardize: bool,
+                    transfer: Moments | KernelMoments | None = None, full: bool = True) -> list[_Outcome]:
     """Held-out scores (penalty chosen inside each training fold) and the full fit, for each column group.
 
     With ``transfer``, each fold's model is also scored on that fold of ``transfer``
-    (the same rows seen through other features, e.g. after a sensor inversion).
+    (the same rows seen through other features, e.g. after a sensor inversion). With
+    ``full=False`` the fit on all rows is skipped (controls need only their held-out scores):
+    ``coef``, ``intercept`` and ``alpha`` are then None.
     """
     scores = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
     moved = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
-    alphas: list[list[float]] = [[] for _ in groups]
     out = []
-    with one_blas_thread(m.x.shape[1] <= 512):
-        for f in range(opts.folds):
-            fit, test = RidgeFit(m.train(f), standardize), m.fold(f)
-            for g, cols in enumerate(groups):
-                alpha = fit.choose(opts.alphas, cols)
-                alphas[g].append(alpha)
-                model = fit.coef(alpha, cols)
-                scores[g][f] = r2_on(test, *model, cols)
-                if transfer is not None:
-                    moved[g][f] = r2_on(transfer.fold(f), *model, cols)
-        full = RidgeFit(m.total(), standardize)
+    fold_alphas = np.zeros((len(groups), opts.folds))
+
+    def score_fold(f: int) -> None:
+        fit = m.fit(f, standardize)
         for g, cols in enumerate(groups):
-            alpha = full.choose(opts.alphas, cols)
-            w, c = full.coef(alpha, cols)
-            single = w.shape[1] == 1
-            out.append(_Outcome(scores[g].mean(axis=1), scores[g].mean(axis=0), w.shape[0],
-                                w[:, 0] if single else w, float(c[0]) if single else c, alpha, tuple(alphas[g]),
+            fold_alphas[g, f] = alpha = fit.choose(opts.alphas, cols)
+            model = fit.coef(alpha, cols)
+            scores[g][f] = m.r2(f, *model, cols)
+            if transfer is not None:
+                moved[g][f] = transfer.r2(f, *model, cols)
+
+    dual = isinstance(m, KernelMoments)
+    with one_blas_thread(m.width <= 512 or dual):
+        if dual:  # n×n kernels: the folds' fits side by side, one BLAS thread each (threaded BLAS thrashed under load)
+            run_all([functools.partial(score_fold, f) for f in range(opts.folds)])
+        else:
+            for f in range(opts.folds):
+                score_fold(f)
+        alphas = [[float(a) for a in row] for row in fold_alphas]
+        whole = m.fit(None, standardize) if full else None
+        for g, cols in enumerate(groups):
+            coef = intercept = alpha = None
+            if whole is not None:
+                alpha = whole.choose(opts.alphas, cols)
+                w, c = whole.coef(alpha, cols)
+                single = w.shape[1] == 1
+                coef, intercept = (w[:, 0], float(c[0])) if single else (w, c)
+            out.append(_Outcome(scores[g].mean(axis=1), scores[g].mean(axis=0), int(m.width), coef, intercept, alpha,
+                                tuple(alphas[g]),
                                 transfer_scores=moved[g].mean(axis=1) if transfer is not None else None))
     return out
 
@@ -623,36 +644,71 @@ def target_exponent(y: np.ndarray) -> int:
     return int(np.frexp(np.max(np.abs(y)))[1])
 
 
-def _check_ridge_width(layer: Layer, pool: Pool) -> None:
+def _check_ridge_width(layer: Layer, pool: Pool, rows: int | None = None) -> int | None:
+    """The layer's ridge feature width; :class:`RliError` when its eigenproblem would exceed ``MAX_RIDGE_WIDTH``.
+
+    A ridge probe solves a d×d problem (primal) or, for features wider than the ``rows``
+    observations, an n×n one (dual, :func:`rli.moments.ridge_moments`): ``min(d, n)`` is
+    what must stay within the limit. Without ``rows`` only the primal form counts.
+    """
     pooled = pool == "channel" and layer.shape is not None and len(layer.shape) > 1
     width = layer.shape[0] if pooled else layer.width
-    if width is not None and width > MAX_RIDGE_WIDTH:
+    if width is not None and min(width, rows if rows is not None else width) > MAX_RIDGE_WIDTH:
+        dual = f" (or from at most {MAX_RIDGE_WIDTH} observations)" if rows is not None else ""
         raise RliError(f"layer {layer.name!r} has {width} features per observation; a ridge probe keeps d×d "
-                       f"statistics and takes at most {MAX_RIDGE_WIDTH}: probe a narrower layer"
+                       f"statistics and takes at most {MAX_RIDGE_WIDTH}{dual}: probe a narrower layer"
+                       + (", use fewer observations" if rows is not None else "")
                        + (" or pass pool='channel'" if layer.shape and len(layer.shape) > 1 else ""))
+    return width
+
+
+def _control_mode(policy: Policy, opts: _Options) -> RecurrentState | None:
+    """How an untrained control network of a recurrent policy is run: its own states replayed, or fresh."""
+    if not policy.is_recurrent:
+        return None
+    return "fresh" if opts.recurrent_state == "fresh" else "replay"
+
+
+def _control_states(policy: Policy, obs: Any, copies: list[Policy], names: list[str],
+                    opts: _Options) -> tuple[RecurrentState | None, list[Iterator[ActivationChunk]]]:
+    """The untrained controls' state mode, and for replayed states one activation stream per control network."""
+    mode = _control_mode(policy, opts)
+    if mode != "replay" or not copies:
+        return mode, []
+    return mode, [iter(iter_activations(clone, obs, names, chunk_size=opts.chunk_size, pool=opts.pool,
+                                        recurrent_state="replay")) for clone in copies]
 
 
 def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: np.ndarray,
                opts: _Options) -> tuple[dict[str, _Outcome], dict[str, dict[str, list[_Outcome]]]]:
     n, k = y.shape
-    for layer in layers:
-        _check_ridge_width(layer, opts.pool)
+    widths = {layer.name: _check_ridge_width(layer, opts.pool, n) for layer in layers}
     exponent = target_exponent(y)
     y = np.ldexp(y, -exponent)
     seeds = opts.control_seeds if opts.controls else 0
     y_all = np.hstack([y] + [_shuffled(y, opts.seed, i) for i in range(seeds)])
     names = [layer.name for layer in layers]
-    trained = {name: Moments(opts.folds) for name in names}
-    copies = [_untrained_policy(policy, opts.seed + i) for i in range(seeds)]
-    untrained = [{name: Moments(opts.folds) for name in names} for _ in copies]
-    raw: Moments | None = Moments(opts.folds) if opts.controls else None
     raw_width = int(np.prod(policy.obs_shape))
     raw_note = ()
-    if raw is not None and raw_width > MAX_RIDGE_WIDTH:
-        raw, raw_note = None, (f"raw-observation control skipped: {raw_width} input features exceed the "
-                               f"{MAX_RIDGE_WIDTH} a ridge probe takes",)
+    with_raw = opts.controls
+    if with_raw and min(raw_width, n) > MAX_RIDGE_WIDTH:
+        with_raw, raw_note = False, (f"raw-observation control skipped: {raw_width} input features from {n} "
+                                     f"observations exceed the {MAX_RIDGE_WIDTH} a ridge probe takes",)
+    sets = [(widths[name], k * (1 + seeds)) for name in names] + [(widths[name], k) for name in names] * seeds
+    sets += [(raw_width, k)] if with_raw else []
+    known = [(d, outputs) for d, outputs in sets if d is not None]
+    if known:
+        checks.fits_in_memory(sum(kept_bytes(opts.folds, d, n, outputs) for d, outputs in known)
+                              + max(fit_bytes(d, n) for d, _ in known) * min(WORKERS, opts.folds),
+                              "the ridge statistics of this probe")
+    trained = {name: ridge_moments(opts.folds, widths[name], n) for name in names}
+    copies = [_untrained_policy(policy, opts.seed + i) for i in range(seeds)]
+    untrained = [{name: ridge_moments(opts.folds, widths[name], n) for name in names} for _ in copies]
+    raw = ridge_moments(opts.folds, raw_width, n) if with_raw else None
     seen = 0
-    for chunk in iter_activations(policy, obs, names, chunk_size=opts.chunk_size, pool=opts.pool):
+    clone_mode, clone_streams = _control_states(policy, obs, copies, names, opts)
+    for chunk in iter_activations(policy, obs, names, chunk_size=opts.chunk_size, pool=opts.pool,
+                                  recurrent_state=opts.recurrent_state):
         if chunk.stop > n:
             raise RliError(f"obs has more observations than the target's {n} values; give one target value per "
                            "observation")
@@ -662,8 +718,14 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
         if raw is not None:
             jobs.append((raw, _raw_features(policy, chunk.obs), rows))
         accumulate(jobs, order, bounds)
-        for clone, moments in zip(copies, untrained):
-            acts = capture(clone, chunk.obs, names, chunk_size=len(chunk.obs), pool=opts.pool)
+        for i, (clone, moments) in enumerate(zip(copies, untrained)):
+            if clone_streams:  # recurrent: each untrained network along the episodes on its own states
+                part = next(clone_streams[i])
+                assert (part.start, part.stop) == (chunk.start, chunk.stop)
+                acts = part.activations
+            else:
+                acts = capture(clone, chunk.obs, names, chunk_size=len(chunk.obs), pool=opts.pool,
+                               recurrent_state=clone_mode)
             accumulate([(moments[name], acts[name], rows) for name in names], order, bounds)
         seen = chunk.stop
     if seen != n:
@@ -672,7 +734,7 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
     main = [slice(0, k)]
     shuffled_groups = [slice(k * (i + 1), k * (i + 2)) for i in range(seeds)]
     results, controls = {}, {}
-    raw_outcome = _ridge_outcomes(raw, main, opts, standardize=True)[0] if raw is not None else None
+    raw_outcome = _ridge_outcomes(raw, main, opts, standardize=True, full=False)[0] if raw is not None else None
     for name in names:
         outcomes = _ridge_outcomes(trained[name], main + shuffled_groups, opts, opts.standardize)
         fit = outcomes[0]
@@ -680,7 +742,8 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
             float(np.ldexp(fit.intercept, exponent)) if np.ndim(fit.intercept) == 0 else np.ldexp(fit.intercept, exponent)))
         if opts.controls:
             controls[name] = {
-                "untrained": [_ridge_outcomes(m[name], main, opts, opts.standardize)[0] for m in untrained],
+                "untrained": [_ridge_outcomes(m[name], main, opts, opts.standardize, full=False)[0]
+                              for m in untrained],
                 "shuffled": outcomes[1:],
             }
             if raw_outcome is not None:
@@ -779,13 +842,16 @@ def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: n
                            f"float64) needs it within {_SK_RANGE[0]:g}..{_SK_RANGE[1]:g}: rescale the target "
                            "(R² does not depend on its units), or use kind='ridge', which rescales it itself")
     arr = policy.prepare_obs(obs.obs if isinstance(obs, ObsSet) else obs)
-    acts = capture(policy, arr, names, chunk_size=opts.chunk_size, pool=opts.pool)
+    source = obs if isinstance(obs, ObsSet) else arr  # an ObsSet keeps the recorded recurrent states
+    acts = capture(policy, source, names, chunk_size=opts.chunk_size, pool=opts.pool,
+                   recurrent_state=opts.recurrent_state)
     results = {name: _sk_outcome(acts[name], y, ids, opts, opts.standardize) for name in names}
     controls: dict[str, dict[str, list[_Outcome]]] = {}
     if opts.controls:
         seeds = range(opts.control_seeds)
-        copies = [capture(_untrained_policy(policy, opts.seed + i), arr, names, chunk_size=opts.chunk_size,
-                          pool=opts.pool) for i in seeds]
+        clone_mode = _control_mode(policy, opts)
+        copies = [capture(_untrained_policy(policy, opts.seed + i), source, names, chunk_size=opts.chunk_size,
+                          pool=opts.pool, recurrent_state=clone_mode) for i in seeds]
         raw = _sk_outcome(_raw_features(policy, arr), y, ids, opts, standardize=True)
         for name in names:
             controls[name] = {
@@ -801,6 +867,8 @@ def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: n
 def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts: _Options) -> list[ProbeResult]:
     if not isinstance(policy, Policy):
         raise RliError(f"policy must be an rli.Policy (use rli.load_policy(...)), not {type(policy).__name__}")
+    if isinstance(obs, Mapping):  # Dict observations: flat rows in gymnasium's order, so "obs[i]" indexes them
+        obs = policy.prepare_obs(obs)
     y, name = _target(obs, target, opts.kind)
     length = _obs_length(obs)
     if length is not None and length != len(y):
@@ -809,11 +877,22 @@ def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts
     layers = list({layer.name: layer for layer in (policy.layer(spec) for spec in specs)}.values())
     ids = _fold_ids(y, opts.folds, opts.seed, stratify=opts.kind == "logistic")
     run = _ridge_run if opts.kind == "ridge" else _sk_run
-    return _results(*run(policy, obs, y, layers, ids, opts), layers, name, y, opts)
+    return _results(policy, *run(policy, obs, y, layers, ids, opts), layers, name, y, opts)
 
 
-def _results(outcomes: dict[str, _Outcome], controls: dict[str, dict[str, list[_Outcome]]], layers: list[Layer],
-             target: str, y: np.ndarray, opts: _Options) -> list[ProbeResult]:
+def _state_notes(policy: Policy, opts: _Options) -> list[str]:
+    """What a recurrent policy's result says about the hidden states it was measured on."""
+    if not policy.is_recurrent:
+        return []
+    used = {None: "recorded", "recorded": "recorded", "replay": "replayed", "fresh": "fresh"}[opts.recurrent_state]
+    note = f"recurrent states: {used}"
+    if opts.controls:
+        note += f" (untrained controls: {'fresh' if _control_mode(policy, opts) == 'fresh' else 'their own, replayed'})"
+    return [note]
+
+
+def _results(policy: Policy, outcomes: dict[str, _Outcome], controls: dict[str, dict[str, list[_Outcome]]],
+             layers: list[Layer], target: str, y: np.ndarray, opts: _Options) -> list[ProbeResult]:
     classify = opts.kind == "logistic"
     chance = float(np.unique(y, return_counts=True)[1].max() / len(y)) if classify else None
     out = []
@@ -823,7 +902,7 @@ def _results(outcomes: dict[str, _Outcome], controls: dict[str, dict[str, list[_
         means = {key: float(np.mean(v)) for key, v in runs.items()}
         r2 = float(o.fold_scores.mean())
         low, high = stats.cv_interval(o.fold_scores)
-        notes = list(o.notes)
+        notes = list(o.notes) + _state_notes(policy, opts)
         for key, rs in controls.get(layer.name, {}).items():
             notes += [f"{key} control: {note}" for note in dict.fromkeys(n for r in rs for n in r.notes)]
         out.append(ProbeResult(

@@ -27,7 +27,6 @@ import datetime
 import importlib
 import json
 import platform
-import re
 import sys
 import textwrap
 import time
@@ -40,6 +39,7 @@ import numpy as np
 
 from rli.capture import capture
 from rli.comparison import Comparison
+from rli.envs_util import resolve_env
 from rli.errors import RliError
 from rli.observations import ObsSet, _numeric_info
 from rli.polarity import PolarityResult, polarity_test
@@ -47,6 +47,7 @@ from rli.policy import Layer, LayerSpec, Policy
 from rli.probes import _CONTROL_LABELS, LayerProfile, ProbeResult, probe_layers
 from rli.subspace import fit_pca
 from rli.sweeps import AblationCurve, SubspaceSearch, ablation_curve, minimal_subspace
+from rli.targets import check_target_name, obs_entry, resolve_target
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 CARD_KEY = "interrogate"
 CARD_FIELDS = ("env", "target", "target_unit", "layer", "sensors", "probe_obs", "polarity_obs", "grid_axes")
 DEFAULT_KS = (1, 2, 4, 8, 16)
-_OBS_LABEL = re.compile(r"obs\[(\d+)\]")
 
 
 # ------------------------------------------------------------------------------------------ cards
@@ -191,21 +191,26 @@ def _describe_obs(spec: Any, obs: ObsSet) -> str:
 def with_target(obs: ObsSet, name: str, *, what: str = "the observations") -> ObsSet:
     """``obs`` carrying the label ``name``; ``"obs[I]"`` adds observation entry I as that label when it is missing.
 
+    Names are resolved by :func:`rli.targets.resolve_target`, as in :func:`rli.probe`.
+
     Example:
         >>> import numpy as np, rli
         >>> obs = rli.protocol.with_target(rli.ObsSet(np.arange(6.0).reshape(3, 2)), "obs[1]")
         >>> obs.labels["obs[1]"].tolist()
         [1.0, 3.0, 5.0]
     """
+    if not isinstance(name, str):
+        raise RliError(f"the protocol's target is a label name or 'obs[I]', not {type(name).__name__}; its steps "
+                       "use several observation sets, so give the values as a label of each (ObsSet.with_labels)")
     if name in obs.labels:
         return obs
-    match = _OBS_LABEL.fullmatch(name)
-    flat = obs.obs.reshape(len(obs), -1)
-    if match and int(match.group(1)) < flat.shape[1]:
-        return obs.with_labels(**{name: flat[:, int(match.group(1))].astype(np.float64)})
-    known = ", ".join(sorted(obs.labels)) or "none"
-    raise RliError(f"{what} have no label {name!r}; their labels: {known}; or name an observation entry "
-                   f"obs[0]..obs[{flat.shape[1] - 1}]")
+    flat = int(np.prod(obs.obs.shape[1:]))
+    index = obs_entry(name)
+    if index is None or index >= flat:
+        known = ", ".join(sorted(obs.labels)) or "none"
+        raise RliError(f"{what} have no label {name!r}; their labels: {known}; or name an observation entry "
+                       f"obs[0]..obs[{flat - 1}]")
+    return obs.with_labels(**{name: resolve_target(obs, name)[0]})
 
 
 def _infer_target(env: str, rollouts: ObsSet, seed: int) -> str:
@@ -262,15 +267,20 @@ def _resolve(policy: Any, trust: bool, given: dict[str, Any]) -> _Setup:
 
 
 def _default_layer(policy: Policy) -> Layer:
-    trunk = policy.actor_layers
-    return trunk[-2] if len(trunk) >= 2 else trunk[0]
+    return policy.default_layer
 
 
-def _need_env(setup: _Setup, why: str) -> str:
+def _need_env(setup: _Setup, why: str) -> Any:
+    """The environment setting, checked by :func:`rli.envs_util.resolve_env` (ids looked up, modules imported)
+    before any work; a gymnasium.Env instance is refused (the protocol runs several envs side by side)."""
     env = setup.settings.get("env")
-    if env is not None and not isinstance(env, str):
-        raise RliError(f"env must be a gymnasium id (a string; register custom environments with gymnasium), "
-                       f"not {type(env).__name__}")
+    if env is not None:
+        where = "the card's env" if setup.sources.get("env") == "card" else "env"
+        ref = resolve_env(env, what=where)
+        if not ref.shareable:
+            raise RliError(f"{where} is a gymnasium.Env instance, but the protocol steps several environments side "
+                           "by side: pass its id or a factory (e.g. lambda: MyWrapper(gym.make(...)))")
+        return env
     if env is None:
         name = setup.policy.source or "given"
         card = f"its card {setup.card} names none" if setup.card else "it has no card (<stem>.json) naming one"
@@ -681,6 +691,15 @@ def interrogate(
     size = int(np.prod(policy.obs_shape))
     if settings.get("sensors") is not None and not all(-size <= int(i) < size for i in settings["sensors"]):
         raise RliError(f"sensors {settings['sensors']} must be observation indices 0..{size - 1}")
+    # names are checked before any work: the target against the given observations (or the observation size)
+    given_probe = _step_obs(setup, "probe", trust)
+    if "target" in settings:
+        if not isinstance(settings["target"], str):
+            raise RliError(f"target must be a label name or 'obs[I]' (the protocol's steps use several observation "
+                           f"sets, so give the values as a label of each), not {type(settings['target']).__name__}")
+        check_target_name(settings["target"], size)
+        if given_probe is not None:
+            with_target(given_probe[0], settings["target"], what=f"the probe observations ({given_probe[1]})")
     with _stages(progress) as stage:
         stage("collecting the observations the policy visits")
         tick = time.perf_counter()
@@ -690,7 +709,7 @@ def interrogate(
         if "target" not in settings:
             settings["target"], sources["target"] = _infer_target(env_id, rollouts, rollout_seed), "inferred"
         name = settings["target"]
-        given_obs = _step_obs(setup, "probe", trust)
+        given_obs = given_probe
         if given_obs is None:
             given_obs, sources["probe_obs"] = (rollouts, rollout_text), "default"
         probe_set = with_target(given_obs[0], name, what=f"the probe observations ({given_obs[1]})")
@@ -729,7 +748,7 @@ def interrogate(
         acts = capture(policy, rollouts, [chosen.name])[chosen.name]
         basis, ratios = fit_pca(acts, 2)
         scatter_obs, scatter_source = rollouts, rollout_text
-        if name not in rollouts.labels and not _OBS_LABEL.fullmatch(name):
+        if name not in rollouts.labels and obs_entry(name) is None:
             scatter_obs, scatter_source = probe_set, settings["probe_obs"]
             acts = capture(policy, scatter_obs, [chosen.name])[chosen.name]
         values = with_target(scatter_obs, name).labels[name]
@@ -740,7 +759,8 @@ def interrogate(
         search = minimal_subspace(policy, env_id, chosen, rollouts, tolerance=tolerance, candidates=candidates,
                                   method=method, episodes=episodes, seed=seed, progress=progress)
         timings["subspace"] = time.perf_counter() - tick
-    settings.update(env=env_id, rollout_obs=rollout_text, episodes=int(episodes), seed=int(seed),
+    env_name = env_id if isinstance(env_id, str) else resolve_env(env_id).name  # JSON-able: a factory by its name
+    settings.update(env=env_name, rollout_obs=rollout_text, episodes=int(episodes), seed=int(seed),
                     rollout_seed=rollout_seed, n_obs=int(n_obs), ks=list(ks), tolerance=tolerance,
                     candidates=int(candidates), method=method)
     return Report(

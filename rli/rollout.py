@@ -11,8 +11,11 @@ from typing import Any
 import numpy as np
 
 from rli import checks
+from rli.envs_util import resolve_env
 from rli.errors import RliError
+from rli.interventions import bind_all
 from rli.policy import Policy
+from rli.space_fit import check_env_fit
 
 EnvSpec = Any
 
@@ -55,36 +58,12 @@ class EvalResult:
 
 
 def _env_factory(env: EnvSpec) -> tuple[Callable[[], Any], str, bool]:
-    """``(factory, name, shareable)``: shareable factories can build one env per vector slot."""
-    import gymnasium as gym
+    """``(factory, name, shareable)``: shareable factories can build one env per vector slot.
 
-    if isinstance(env, str):
-        try:
-            gym.spec(env)
-        except gym.error.Error as err:
-            raise RliError(f"unknown environment {env!r}: {err}") from None
-        return (lambda: gym.make(env)), env, True
-    if isinstance(env, gym.Env):
-        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
-        return (lambda: env), name, False
-    if callable(env):
-        return _CheckedFactory(env), getattr(env, "__name__", type(env).__name__), True
-    raise RliError(f"env must be a gymnasium id, a zero-argument factory or a gymnasium.Env, not {type(env).__name__}")
-
-
-class _CheckedFactory:
-    """A user's env factory whose product is checked, so a wrong one fails here and not deep inside gymnasium."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self.factory = factory
-
-    def __call__(self) -> Any:
-        import gymnasium as gym
-
-        made = self.factory()
-        if not isinstance(made, gym.Env):
-            raise RliError(f"the environment factory returned {type(made).__name__}, not a gymnasium.Env")
-        return made
+    Names are resolved by :func:`rli.envs_util.resolve_env`, as everywhere in rli (``"module:EnvId"`` included).
+    """
+    ref = resolve_env(env)
+    return ref.factory, ref.name, ref.shareable
 
 
 def _describe(intervention: Any) -> str | None:
@@ -136,7 +115,9 @@ def evaluate(
     seed whatever slot runs it, and exactly ``episodes`` episodes are counted (slots
     that finish early are not used to start extra episodes, so short episodes are not
     over-represented). ``intervention`` (an rli intervention, or a list of them) is
-    entered once for the whole evaluation. ``asynchronous=True`` steps environments in
+    entered once for the whole evaluation; one built from another ``Policy`` object
+    with the same network edits this one (:meth:`~rli.Intervention.bind`), one built
+    from a different network is an :class:`RliError`. ``asynchronous=True`` steps environments in
     worker processes (worth it when stepping dominates). ``max_steps`` caps episode
     length on top of the env's own time limit. A progress bar shows on a terminal.
 
@@ -163,6 +144,7 @@ def evaluate(
         if item is not None and not (hasattr(item, "__enter__") and hasattr(item, "__exit__")):
             raise RliError(f"intervention must be an rli intervention (rli.ablate(...), ...) or a list of them, "
                            f"not {type(item).__name__}")
+    intervention = bind_all(intervention, policy)  # onto this policy's network, or RliError before any work
     factory, name, shareable = _env_factory(env)
     slots = int(min(episodes, n_envs or min(episodes, 8)))
     if not shareable and slots > 1:
@@ -172,9 +154,7 @@ def evaluate(
     envs = vector_cls([factory] * slots, autoreset_mode=AutoresetMode.DISABLED)
     completed = False
     try:
-        if envs.single_observation_space.shape != policy.obs_shape:
-            raise RliError(f"{name} observations have shape {envs.single_observation_space.shape} but the policy takes "
-                           f"{policy.obs_shape}; is this the environment the policy was trained on?")
+        check_env_fit(policy, envs.single_observation_space, envs.single_action_space, name)  # before any step
         with contextlib.ExitStack() as stack:
             stack.enter_context(_one_torch_thread())
             for item in (intervention if isinstance(intervention, (list, tuple)) else [intervention]):

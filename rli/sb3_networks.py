@@ -16,17 +16,43 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rli.network import Network, RecurrentSteps, leaf_names
+from rli.network import (
+    Network,
+    RecurrentSteps,
+    evaluating,
+    is_leaf,
+    is_pass_through,
+    is_plain_stack,
+    leaf_names,
+    trace_forward,
+)
+from rli.space_fit import flat_dtype, flat_shape
 
 
 def _names(root: nn.Module, path: str) -> list[str]:
+    """Layers of the trunk part at ``path``; none for an empty container (CnnPolicy's default ``policy_net``)."""
     module = root.get_submodule(path)
-    if isinstance(module, nn.RNNBase) or not any(True for _ in module.children()):
+    if is_pass_through(module) and isinstance(module, nn.Sequential):
+        return []
+    if is_leaf(module):
         return [path]
     return leaf_names(module, path)
 
 
+def _zeros_like_space(space: Any, device: Any) -> Any:
+    if isinstance(space, spaces.Dict):
+        return {key: _zeros_like_space(sub, device) for key, sub in space.spaces.items()}
+    return torch.zeros((2, *space.shape), dtype=torch.float32, device=device)
+
+
 def _extractor_names(root: nn.Module, path: str) -> list[str]:
+    """Layers of a features extractor in the order they produce outputs (none for one that only flattens).
+
+    A ``NatureCNN`` or a user's extractor is traced once on zeros, so that layers are in
+    forward order and an output the extractor computes itself (``tanh(self.net(x))``, a
+    concatenation, a residual sum) is a layer of its own.
+    """
+    from stable_baselines3.common.preprocessing import preprocess_obs
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
     try:
@@ -35,7 +61,15 @@ def _extractor_names(root: nn.Module, path: str) -> list[str]:
         return []
     if isinstance(module, FlattenExtractor):
         return []
-    return _names(root, path)
+    if is_plain_stack(module) and isinstance(module, nn.Sequential):
+        return _names(root, path)
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    zeros = _zeros_like_space(root.observation_space, device)
+    normalize = bool(getattr(root, "normalize_images", True))
+    with evaluating(module):
+        trace = trace_forward(root, lambda: module(preprocess_obs(zeros, root.observation_space,
+                                                                  normalize_images=normalize)), prefix=path)
+    return trace.order
 
 
 def _to_actions(policy: Any) -> Any:
@@ -57,7 +91,7 @@ def _sb3_to_tensor_dtype(observation_space: Any) -> np.dtype:
     return np.dtype(observation_space.dtype) if getattr(observation_space, "dtype", None) is not None else np.dtype(np.float32)
 
 
-def _actor_critic_mode(policy: Any) -> Any:
+def _actor_critic_mode(policy: Any, x: Any) -> Any:
     """Deterministic actions of an ``ActorCriticPolicy``.
 
     For a diagonal Gaussian (Box actions, no gSDE) the mode is the network's mean
@@ -69,10 +103,10 @@ def _actor_critic_mode(policy: Any) -> Any:
     from stable_baselines3.common.policies import BasePolicy
 
     if type(policy.action_dist) is not DiagGaussianDistribution:
-        return lambda obs: policy._predict(obs, deterministic=True)
+        return lambda obs: policy._predict(x(obs), deterministic=True)
 
     def mean_actions(obs: torch.Tensor) -> torch.Tensor:
-        features = BasePolicy.extract_features(policy, obs, policy.pi_features_extractor)
+        features = BasePolicy.extract_features(policy, x(obs), policy.pi_features_extractor)
         return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
     return mean_actions
@@ -85,20 +119,18 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
     from stable_baselines3.sac.policies import SACPolicy
     from stable_baselines3.td3.policies import TD3Policy
 
-    if isinstance(policy.observation_space, spaces.Dict):
-        from rli.errors import RliError
-
-        raise RliError("Dict observation spaces are not supported yet: rli policies take array observations")
+    x = _input_adapter(policy.observation_space)
+    is_dict = isinstance(policy.observation_space, spaces.Dict)
     common = dict(
         root=policy,
-        obs_shape=tuple(policy.observation_space.shape),
+        obs_shape=flat_shape(policy.observation_space),
         to_actions=_to_actions(policy),
         observation_space=policy.observation_space,
         action_space=policy.action_space,
-        obs_dtype=_sb3_to_tensor_dtype(policy.observation_space),
+        obs_dtype=flat_dtype(policy.observation_space) if is_dict else _sb3_to_tensor_dtype(policy.observation_space),
     )
     recurrent = hasattr(policy, "lstm_actor")
-    if isinstance(policy, ActorCriticPolicy):
+    if isinstance(policy, ActorCriticPolicy) or _is_maskable(policy):
         shared = policy.share_features_extractor
         pi_fe = "features_extractor" if shared else "pi_features_extractor"
         vf_fe = "features_extractor" if shared else "vf_features_extractor"
@@ -113,14 +145,14 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
         actor += _names(policy, "mlp_extractor.policy_net") + ["action_net"]
         critic += _names(policy, "mlp_extractor.value_net") + ["value_net"]
         if recurrent:
-            return _recurrent_network(policy, algorithm or "RecurrentPPO", actor, critic, common)
+            return _recurrent_network(policy, algorithm or "RecurrentPPO", actor, critic, common, x)
         name = algorithm or "ActorCriticPolicy"
         return Network(
             kind=name,
             actor=actor,
             critic=critic,
-            run_actor=_actor_critic_mode(policy),
-            run_critic=policy.predict_values,
+            run_actor=_actor_critic_mode(policy, x),
+            run_critic=lambda obs: policy.predict_values(x(obs)),
             **common,
         )
     if isinstance(policy, (SACPolicy, TD3Policy)):
@@ -130,13 +162,14 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
         critic = _extractor_names(policy, "critic.features_extractor") + _names(policy, "critic.qf0")
 
         def run_critic(obs: torch.Tensor) -> torch.Tensor:
+            obs = x(obs)
             return policy.critic(obs, policy.actor(obs, deterministic=True) if is_sac else policy.actor(obs))[0]
 
         return Network(
             kind=algorithm or ("SAC" if is_sac else "TD3"),
             actor=actor,
             critic=critic,
-            run_actor=lambda obs: policy._predict(obs, deterministic=True),
+            run_actor=lambda obs: policy._predict(x(obs), deterministic=True),
             run_critic=run_critic,
             **common,
         )
@@ -145,19 +178,69 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
         return Network(
             kind=algorithm or "DQN",
             actor=actor,
-            run_actor=lambda obs: policy._predict(obs, deterministic=True),
+            run_actor=lambda obs: policy._predict(x(obs), deterministic=True),
             **common,
         )
+    contrib = _contrib_network(policy, algorithm, common, x)
+    if contrib is not None:
+        return contrib
     from rli.errors import RliError
 
-    raise RliError(
-        f"unsupported SB3 policy class {type(policy).__name__}: rli reads ActorCriticPolicy (PPO, A2C), "
-        "RecurrentActorCriticPolicy (RecurrentPPO), SACPolicy, TD3Policy and DQNPolicy; "
-        "wrap other networks as a plain torch nn.Module"
-    )
+    raise RliError(unsupported_policy_message(type(policy).__name__))
 
 
-def _recurrent_network(policy: Any, kind: str, actor: list[str], critic: list[str], common: dict) -> Network:
+SUPPORTED_SB3 = ("PPO, A2C, TRPO, MaskablePPO (ActorCriticPolicy), RecurrentPPO, DQN, QRDQN, SAC, TD3, DDPG, TQC, "
+                 "CrossQ and ARS")
+
+
+def unsupported_policy_message(class_name: str) -> str:
+    """The one message for an SB3 policy class rli cannot read (the same whether the file is trusted or not)."""
+    return (f"unsupported SB3 policy class {class_name}: rli reads the policies of {SUPPORTED_SB3}; "
+            "wrap other networks as a plain torch nn.Module and pass that to rli.load_policy")
+
+
+def _input_adapter(observation_space: Any) -> Any:
+    """What turns rli's flat observation tensor into the network's input: unflattening for a Dict space."""
+    if not isinstance(observation_space, spaces.Dict):
+        return lambda obs: obs
+    from rli.space_fit import dict_entries, unflatten_tensor
+
+    dict_entries(observation_space)  # an unsupported entry is refused at load time, not at first use
+    return lambda obs: unflatten_tensor(observation_space, obs) if isinstance(obs, torch.Tensor) else obs
+
+
+def _is_maskable(policy: Any) -> bool:
+    return any(cls.__name__ == "MaskableActorCriticPolicy" for cls in type(policy).__mro__)
+
+
+def _contrib_network(policy: Any, algorithm: str | None, common: dict, x: Any) -> Network | None:
+    """sb3-contrib's other policies: QRDQN (quantile Q-network), TQC and CrossQ (SAC-like actors), ARS."""
+    act = lambda obs: policy._predict(x(obs), deterministic=True)  # noqa: E731 — SB3's own deterministic action
+    if hasattr(policy, "quantile_net"):
+        actor = _extractor_names(policy, "quantile_net.features_extractor") + _names(policy, "quantile_net.quantile_net")
+        return Network(kind=algorithm or "QRDQN", actor=actor, run_actor=act, **common)
+    actor_module = getattr(policy, "actor", None)
+    if isinstance(actor_module, nn.Module) and hasattr(actor_module, "latent_pi") and hasattr(actor_module, "mu"):
+        actor = _extractor_names(policy, "actor.features_extractor") + _names(policy, "actor.latent_pi")
+        actor += _names(policy, "actor.mu")
+        critic = _extractor_names(policy, "critic.features_extractor") + _names(policy, "critic.qf0")
+
+        def run_critic(obs: torch.Tensor) -> Any:
+            obs = x(obs)
+            return policy.critic(obs, policy.actor(obs, deterministic=True))
+
+        tqc = any(cls.__name__ == "TQCPolicy" for cls in type(policy).__mro__)
+        kind = algorithm or ("TQC" if tqc else "CrossQ" if type(policy).__name__ == "CrossQPolicy" else
+                             type(policy).__name__)
+        return Network(kind=kind, actor=actor, critic=critic, run_actor=act, run_critic=run_critic, **common)
+    if hasattr(policy, "action_net") and not hasattr(policy, "mlp_extractor"):
+        actor = _extractor_names(policy, "features_extractor") + _names(policy, "action_net")
+        return Network(kind=algorithm or "ARS", actor=actor, run_actor=act, **common)
+    return None
+
+
+def _recurrent_network(policy: Any, kind: str, actor: list[str], critic: list[str], common: dict,
+                       x: Any = lambda obs: obs) -> Network:
     def zeros(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         layers, _, hidden = policy.lstm_hidden_state_shape
         z = torch.zeros(layers, n, hidden, device=policy.device)
@@ -165,13 +248,24 @@ def _recurrent_network(policy: Any, kind: str, actor: list[str], critic: list[st
 
     def step(obs: torch.Tensor, state: Any, episode_start: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """One step for a batch of environments (actor LSTM state only, as SB3's ``predict``)."""
-        return policy._predict(obs, lstm_states=state, episode_starts=episode_start, deterministic=True)
+        return policy._predict(x(obs), lstm_states=state, episode_starts=episode_start, deterministic=True)
 
     def run_actor(obs: torch.Tensor) -> torch.Tensor:
         return step(obs, zeros(obs.shape[0]), torch.ones(obs.shape[0], device=obs.device))[0]
 
     def run_critic(obs: torch.Tensor) -> torch.Tensor:
-        return policy.predict_values(obs, zeros(obs.shape[0]), torch.ones(obs.shape[0], device=obs.device))
+        return policy.predict_values(x(obs), zeros(obs.shape[0]), torch.ones(obs.shape[0], device=obs.device))
+
+    def critic_step(obs: torch.Tensor, state: Any, episode_start: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """``predict_values`` that also returns the next state of the LSTM the critic reads (as SB3's rollouts carry)."""
+        lstm = policy.lstm_critic if policy.lstm_critic is not None else policy.lstm_actor if policy.shared_lstm else None
+        if lstm is None:
+            return policy.predict_values(x(obs), state, episode_start), state
+        from stable_baselines3.common.policies import BasePolicy
+
+        features = BasePolicy.extract_features(policy, x(obs), policy.vf_features_extractor)
+        latent, state = policy._process_sequence(features, state, episode_start, lstm)
+        return policy.value_net(policy.mlp_extractor.forward_critic(latent)), state
 
     return Network(
         kind=kind,
@@ -179,6 +273,6 @@ def _recurrent_network(policy: Any, kind: str, actor: list[str], critic: list[st
         critic=critic,
         run_actor=run_actor,
         run_critic=run_critic,
-        recurrent=RecurrentSteps(initial_state=zeros, step=step),
+        recurrent=RecurrentSteps(initial_state=zeros, step=step, critic_step=critic_step),
         **common,
     )

@@ -14,6 +14,7 @@ from rli.comparison import Comparison, compare
 from rli.errors import RliError
 from rli.interventions import ablate, keep_subspace
 from rli.policy import LayerSpec, Policy
+from rli.recurrent import RecurrentState
 from rli.rollout import EnvSpec, EvalResult, evaluate
 from rli.subspace import fit_pca
 
@@ -67,6 +68,7 @@ def ablation_curve(
     direction: Any = "pc1",
     episodes: int = 10,
     seed: int = 0,
+    recurrent_state: RecurrentState | None = None,
     **evaluate_kwargs: Any,
 ) -> AblationCurve:
     """Paired drop in return as more principal directions are removed (``ks``) or as ``alpha`` varies.
@@ -74,7 +76,9 @@ def ablation_curve(
     With ``ks``, point *k* zeroes principal directions 1..k of ``layer``'s activations
     on ``obs``. With ``alphas``, ``direction`` (default ``"pc1"``) is scaled by each
     alpha (0 removes it, 1 leaves it, −1 reflects it). One baseline evaluation is
-    shared by all points; every point uses the same seeds.
+    shared by all points; every point uses the same seeds. A recurrent policy's
+    activations on ``obs`` run from the hidden states ``recurrent_state`` chooses, as
+    in :func:`rli.capture` (by default those recorded by :meth:`rli.ObsSet.from_rollouts`).
 
     Example:
         >>> import numpy as np, torch, torch.nn as nn, rli
@@ -95,7 +99,8 @@ def ablation_curve(
         values = tuple(int(k) for k in ks)
         if not values or min(values) < 1:
             raise RliError(f"ks must be positive numbers of directions, got {list(ks)}")
-        interventions = [ablate(policy, layer, f"pc1-{k}" if k > 1 else "pc1", obs=obs) for k in values]
+        interventions = [ablate(policy, layer, f"pc1-{k}" if k > 1 else "pc1", obs=obs, recurrent_state=recurrent_state)
+                         for k in values]
         parameter = "k"
     else:
         if isinstance(alphas, (str, bytes)) or not isinstance(alphas, Sequence):
@@ -103,7 +108,8 @@ def ablation_curve(
         values = tuple(checks.real(a, "every alpha") for a in alphas)
         if not values:
             raise RliError("alphas is empty")
-        interventions = [ablate(policy, layer, direction, alpha=a, obs=obs) for a in values]
+        interventions = [ablate(policy, layer, direction, alpha=a, obs=obs, recurrent_state=recurrent_state)
+                         for a in values]
         parameter = "alpha"
     baseline = evaluate(policy, env, episodes, seed, **evaluate_kwargs)
     comparisons = tuple(compare(policy, env, item, episodes, seed, baseline=baseline, **evaluate_kwargs)
@@ -167,6 +173,7 @@ def minimal_subspace(
     method: str = "greedy",
     episodes: int = 10,
     seed: int = 0,
+    recurrent_state: RecurrentState | None = None,
     **evaluate_kwargs: Any,
 ) -> SubspaceSearch:
     """Smallest set of principal directions whose keep-only projection keeps return within ``tolerance``.
@@ -178,6 +185,8 @@ def minimal_subspace(
     gives the highest paired return; ``method="ordered"`` adds them by explained
     variance, which costs one evaluation per step instead of one per candidate. The
     search stops at the first subspace whose mean relative drop is ≤ ``tolerance``.
+    A recurrent policy's activations on ``obs`` (the PCA and the mean) run from the
+    hidden states ``recurrent_state`` chooses, as in :func:`rli.capture`.
 
     Example:
         >>> import numpy as np, torch, torch.nn as nn, rli
@@ -196,7 +205,7 @@ def minimal_subspace(
     if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
         raise RliError(f"candidates must be at least 1 (an integer), got {candidates!r}")
     name = checks.policy(policy).layer(layer).name
-    acts = capture(policy, obs, layers=[layer])[name]
+    acts = capture(policy, obs, layers=[layer], recurrent_state=recurrent_state)[name]
     pool = min(int(candidates), acts.shape[1])
     pcs, ratios = fit_pca(acts, pool)
     baseline = evaluate(policy, env, episodes, seed, **evaluate_kwargs)
@@ -205,7 +214,8 @@ def minimal_subspace(
                        "use an environment or seed range with non-zero return")
 
     def trial(kept: list[int]) -> Comparison:
-        keep = keep_subspace(policy, layer, pcs[:, [k - 1 for k in kept]], reference_obs=obs)
+        keep = keep_subspace(policy, layer, pcs[:, [k - 1 for k in kept]], reference_obs=obs,
+                             recurrent_state=recurrent_state)
         return compare(policy, env, keep, episodes, seed, baseline=baseline, **evaluate_kwargs)
 
     kept: list[int] = []

@@ -1,4 +1,9 @@
-"""Plain torch modules as policies: the trunk is the order in which leaf modules run."""
+"""Plain torch modules as policies: the trunk is the order in which layers produce their outputs.
+
+A plain ``nn.Sequential`` of layers is numbered by registration (``layer=5`` is its sixth
+leaf); any other module is traced once on zeros, and containers whose output is new
+(residual blocks, custom ``forward`` methods) are layers of their own.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rli.errors import RliError
-from rli.network import Network, first_tensor, leaf_names
+from rli.network import Network, evaluating, first_tensor, is_leaf, is_plain_stack, leaf_names, trace_forward
 
 
 def _infer_obs_shape(module: nn.Module) -> tuple[int, ...]:
@@ -27,30 +32,24 @@ def _infer_obs_shape(module: nn.Module) -> tuple[int, ...]:
     )
 
 
-def _forward_order(module: nn.Module, names: list[str], obs_shape: tuple[int, ...], dtype: torch.dtype) -> list[str]:
-    """Leaf modules in the order a forward pass calls them (each once, at its first call)."""
-    order: list[str] = []
-    handles = []
-    for name in names:
-        def hook(_module: nn.Module, _inputs: Any, _output: Any, name: str = name) -> None:
-            if name not in order:
-                order.append(name)
-        handles.append(module.get_submodule(name).register_forward_hook(hook))
-    training = {m: m.training for m in module.modules()}
+def _forward_order(module: nn.Module, obs_shape: tuple[int, ...], dtype: torch.dtype) -> list[str]:
+    """The modules whose outputs a forward pass produces, in that order (see :func:`rli.network.trace_forward`).
+
+    Leaves at their first call, and containers whose output is new (a residual block's
+    ``x + f(x)``); the root itself only when it is a single layer.
+    """
     try:
-        module.eval()
-        with torch.no_grad():
-            module(torch.zeros((2, *obs_shape), dtype=dtype))
+        with evaluating(module):
+            trace = trace_forward(module, lambda: module(torch.zeros((2, *obs_shape), dtype=dtype)))
     except Exception as err:  # noqa: BLE001 — any failure of a user's forward is reported the same way
         raise RliError(
             f"a forward pass of {type(module).__name__} on zeros of shape (2, {', '.join(map(str, obs_shape))}) "
             f"failed ({type(err).__name__}: {err}); pass the right obs_shape= to rli.load_policy"
         ) from err
-    finally:
-        for handle in handles:
-            handle.remove()
-        for sub, mode in training.items():
-            sub.train(mode)
+    order = [name for name in trace.order if name or is_leaf(module)]
+    if not order:
+        raise RliError(f"no layer of {type(module).__name__} produced a tensor in a forward pass, so rli has nothing "
+                       "to address; wrap the network so that its layers return tensors")
     return order
 
 
@@ -68,11 +67,11 @@ def module_network(
     obs_shape = tuple(obs_shape) if obs_shape is not None else _infer_obs_shape(module)
     param = next(iter(module.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    names = leaf_names(module) or [""]  # a module without submodules (a lone nn.Linear) is its own single layer
-    if isinstance(module, nn.Sequential) and not any(isinstance(m, nn.RNNBase) for m in module.modules()):
-        actor = names
+    if isinstance(module, nn.Sequential) and is_plain_stack(module) and not any(
+            isinstance(m, nn.RNNBase) for m in module.modules()):
+        actor = leaf_names(module) or [""]  # registration order is forward order: layer=5 is the sixth leaf
     else:
-        actor = _forward_order(module, names, obs_shape, dtype)
+        actor = _forward_order(module, obs_shape, dtype)
 
     def to_actions(raw: np.ndarray) -> np.ndarray:
         if isinstance(action_space, spaces.Discrete) and raw.ndim == 2 and raw.shape[1] == action_space.n:

@@ -143,7 +143,7 @@ def test_lstm_layer_capture_matches_a_fresh_state_forward(sb3_zip):
     model, path = sb3_zip("RecurrentPPO")
     policy = rli.load_policy(path)
     obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
-    lstm = rli.capture(policy, obs, layers=["lstm_actor"])["lstm_actor"]
+    lstm = rli.capture(policy, obs, layers=["lstm_actor"], recurrent_state="fresh")["lstm_actor"]
     with torch.no_grad():
         expected, _ = model.policy.lstm_actor(torch.as_tensor(obs)[None])
     np.testing.assert_allclose(lstm, expected[0].numpy(), atol=1e-6)

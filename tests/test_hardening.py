@@ -239,10 +239,10 @@ def test_corrupt_baseline_is_reported_and_never_overwritten(pytester, content):
 
 
 @pytest.mark.parametrize(("ini", "message"), [
-    ("rli_episodes = many", "rli_episodes must be an integer of at least 1, got 'many'"),
-    ("rli_episodes = 0", "rli_episodes must be an integer of at least 1"),
-    ("rli_seed = -1", "rli_seed must be an integer between 0 and 4294967295"),
-    ("rli_obs_size = 2.5", "rli_obs_size must be an integer of at least 1"),
+    ("rli_episodes = many", "rli_episodes ini key must be an integer of at least 2*got 'many'"),
+    ("rli_episodes = 0", "rli_episodes ini key must be an integer of at least 2"),
+    ("rli_seed = -1", "rli_seed ini key must be an integer between 0 and 4294967295"),
+    ("rli_obs_size = 2.5", "rli_obs_size ini key must be an integer of at least 1"),
     ("rli_baseline_tolerance = lots", "rli_baseline_tolerance must be a number"),
     ("rli_baseline_tolerance = nan", "rli_baseline_tolerance must be a finite number"),
     ("rli_baseline_tolerance = -0.1", "rli_baseline_tolerance must be a finite number"),

@@ -475,11 +475,11 @@ def test_lstm_output_is_edited_and_its_state_and_structure_kept(sb3):
     obs = rli.ObsSet.sample(policy, 6, seed=0).obs
     u = np.random.default_rng(0).normal(size=8)
     unit = u / np.linalg.norm(u)
-    clean = rli.capture(policy, obs, layers=["lstm_actor"])["lstm_actor"]
+    clean = rli.capture(policy, obs, layers=["lstm_actor"], recurrent_state="fresh")["lstm_actor"]
     actions, state = policy.step(obs)
     cut = rli.ablate(policy, "lstm_actor", u)
     with cut:
-        edited = rli.capture(policy, obs, layers=["lstm_actor", 3])
+        edited = rli.capture(policy, obs, layers=["lstm_actor", 3], recurrent_state="fresh")
         cut_actions, cut_state = policy.step(obs)
         _, later_state = policy.step(obs, cut_state, np.zeros(6))
         with torch.no_grad():
@@ -501,9 +501,11 @@ def test_lstm_output_is_edited_and_its_state_and_structure_kept(sb3):
 def test_patching_an_lstm_layer_makes_the_policy_act_as_on_the_source(sb3):
     _, policy = sb3("RecurrentPPO")
     obs, source = rli.ObsSet.sample(policy, 50, seed=0).obs, rli.ObsSet.sample(policy, 50, seed=1).obs
-    with rli.patch(policy, "lstm_actor", source):
-        patched = rli.capture(policy, obs, layers=[3])[3]
-    np.testing.assert_allclose(patched, rli.capture(policy, source, layers=[3])[3], atol=1e-6)
+    # sampled observations belong to no trajectory: each is the first step of an episode (a fresh state)
+    with rli.patch(policy, "lstm_actor", source, recurrent_state="fresh") as swap:
+        patched = rli.capture(policy, obs, layers=[3], recurrent_state="fresh")[3]
+    np.testing.assert_allclose(patched, rli.capture(policy, source, layers=[3], recurrent_state="fresh")[3], atol=1e-6)
+    assert swap.to_dict()["recurrent_state"] == "fresh" and "fresh recurrent states" in swap.describe()
 
 
 # ------------------------------------------------------------------------------------ lifecycle

@@ -29,7 +29,7 @@ def _sums(workers: int, monkeypatch: pytest.MonkeyPatch, single: bool) -> list[n
     for i, (a, b, y) in enumerate(_chunks(0)):
         order, bounds = fold_order(ids[i * 300:(i + 1) * 300], 5)
         accumulate([(wide, a, y)] if single else [(narrow, b, y), (wide, a, y)], order, bounds)
-    return [s for m in (wide, narrow) if m.shift_x is not None for s in (m.n, m.x, m.xx, m.y, m.yy, m.xy)]
+    return [s for m in (wide, narrow) if m.width is not None for s in (m.n, m.mean_x, m.cxx, m.mean_y, m.cyy, m.cxy)]
 
 
 @pytest.mark.parametrize("single", [True, False], ids=["one-feature-set", "feature-sets-in-parallel"])
@@ -47,7 +47,7 @@ def test_add_is_accumulate_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
     one.add(a, y, order, bounds)
     monkeypatch.setattr(threads, "WORKERS", 1)
     accumulate([(other, a, y)], order, bounds)
-    assert np.array_equal(one.xx, other.xx) and np.array_equal(one.xy, other.xy)
+    assert np.array_equal(one.cxx, other.cxx) and np.array_equal(one.cxy, other.cxy)
 
 
 def test_layer_profile_does_not_depend_on_the_number_of_threads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,19 +73,19 @@ def test_a_failing_update_cancels_the_rest_and_leaves_blas_as_it_was(monkeypatch
     limits = [(info["internal_api"], info["num_threads"]) for info in threadpool_info()]
     sets = [Moments(5) for _ in range(8)]
     started, folds_added = [], {id(m): 0 for m in sets}
-    shifted, add_fold = Moments._shifted, Moments._add_fold
+    rows, add_fold = Moments._rows, Moments._add_fold
 
     def failing_first(self, x, y, order):
         started.append(self)
         if len(started) == 1:
             raise KeyboardInterrupt
-        return shifted(self, x, y, order)
+        return rows(self, x, y, order)
 
     def counted(self, f, xs, ys):
         add_fold(self, f, xs, ys)
         folds_added[id(self)] += 1
 
-    monkeypatch.setattr(Moments, "_shifted", failing_first)
+    monkeypatch.setattr(Moments, "_rows", failing_first)
     monkeypatch.setattr(Moments, "_add_fold", counted)
     rng = np.random.default_rng(2)
     a, y = rng.normal(size=(4000, 300)), rng.normal(size=(4000, 1))  # ~10 ms per update: the failure comes first
@@ -104,7 +104,7 @@ def _accumulate_in_child(queue) -> None:
     a, b, y = _chunks(3)[0]
     wide, narrow = Moments(5), Moments(5)
     accumulate([(wide, a, y), (narrow, b, y)], *fold_order(np.arange(300) % 5, 5))
-    queue.put(wide.xx.sum())
+    queue.put(wide.cxx.sum())
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is a POSIX start method")
@@ -121,3 +121,30 @@ def test_a_forked_child_gets_its_own_worker_threads(monkeypatch: pytest.MonkeyPa
         child.kill()
     assert not alive, "the forked child hung on the parent's worker threads"
     assert child.exitcode == 0 and np.isfinite(queue.get(timeout=5))
+
+
+def test_statistics_are_the_two_pass_ones_whatever_the_chunks_and_a_constant_feature_stays_constant() -> None:
+    """Chunks centred on their own means and merged exactly (Chan et al.): each training set's scatter is numpy's
+    two-pass one, and a feature constant over it (not over the other rows) has no variance, whatever came first."""
+    from rli.moments import RidgeFit
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(700, 6)) * [1, 10, 1e-3, 1, 1, 1] + [0, 1e4, 5, 0, 0, 0]
+    ids = rng.integers(0, 5, size=700)
+    x[:, 3] = 0.0
+    x[ids == 2, 3] = 255.0  # a pixel that lights up only in fold 2, the first chunk's rows among them
+    y = x[:, :2] @ [[1.0], [0.1]] + rng.normal(size=(700, 1))
+    m = Moments(5)
+    for start, stop in [(0, 13), (13, 250), (250, 251), (251, 700)]:
+        m.add(x[start:stop], y[start:stop], *fold_order(ids[start:stop], 5))
+    for f in range(5):
+        rows = x[ids != f]
+        s = m.train(f)
+        assert s.n == len(rows)
+        np.testing.assert_allclose(s.mean_x, rows.mean(axis=0), rtol=1e-12, atol=1e-12)
+        centred = rows - rows.mean(axis=0)
+        exact = centred.T @ centred
+        scale = np.sqrt(np.outer(np.diag(exact), np.diag(exact)))  # an entry's rounding is relative to these
+        assert np.all(np.abs(s.cxx - exact) <= 1e-12 * scale)
+    assert np.diag(m.train(2).cxx)[3] == 0.0  # constant 0 in training: exactly no variance
+    assert RidgeFit(m.train(2), standardize=True).scale[3] == 1.0  # left unscaled, given no weight

@@ -106,3 +106,11 @@ def test_recurrent_step_carries_state_like_sb3(sb3_zip):
 def test_repr_names_kind_and_fingerprint(mlp):
     assert repr(mlp).startswith("Policy(Sequential, obs (4,), 7 actor layers")
     assert mlp.fingerprint[:12] in repr(mlp)
+
+
+def test_reversed_and_strided_views_act_and_capture_like_copies():
+    policy = rli.load_policy(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)))
+    x = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    for view in (x[::-1], x[::-2], x[:, ::-1]):
+        np.testing.assert_array_equal(policy.act(view), policy.act(view.copy()))
+        np.testing.assert_array_equal(rli.capture(policy, view, [1])[1], rli.capture(policy, view.copy(), [1])[1])

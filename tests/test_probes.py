@@ -430,7 +430,7 @@ def test_bad_input_says_what_to_do():
         (dict(target=np.r_[y[:-1], np.nan]), "NaN/inf"),
         (dict(target=y[:40]), "40 values but obs has 50"),
         (dict(obs=x[:8], target=y[:8]), "at least 10 observations"),
-        (dict(target="upwash"), "label name but obs is a ndarray"),
+        (dict(target="upwash"), r"is a label name, but the observations are a plain array \(ndarray\)"),
         (dict(kind="pca"), "unknown probe kind 'pca'"),
         (dict(folds=1), "folds must be an integer of at least 2"),
         (dict(alphas=[1.0, -1.0]), "alphas must be positive"),
@@ -448,8 +448,11 @@ def test_bad_input_says_what_to_do():
 
 def test_too_wide_layers_are_refused_with_a_fix():
     policy = linear_policy(np.zeros((rli.probes.MAX_RIDGE_WIDTH + 1, 2)))
-    with pytest.raises(rli.RliError, match="at most 4096: probe a narrower layer"):
-        rli.probe(policy, np.zeros((20, 2)), np.arange(20.0), 0)
+    n = rli.probes.MAX_RIDGE_WIDTH + 1  # as many rows as features: no smaller (dual) form either
+    with pytest.raises(rli.RliError, match=r"at most 4096 \(or from at most 4096 observations\): probe a narrower"):
+        rli.probe(policy, np.zeros((n, 2)), np.arange(float(n)), 0)
+    wide = rli.probe(policy, np.ones((20, 2)), np.arange(20.0), 0, controls=False)  # 20 rows: the 20×20 dual form
+    assert wide.width == n and wide.r2 <= 0.0  # every feature is 0: nothing to decode
 
 
 def test_a_probe_of_a_dead_layer_has_no_direction():

@@ -222,7 +222,8 @@ def test_interrogate_same_inputs_same_numbers(report, cartpole_grid):
     ({"env": "NoSuchEnv-v0"}, "NoSuchEnv-v0"),
     ({"env": "CartPole-v1", "target": "obs[2]", "layer": 9}, "layer 9 is out of range"),
     ({"env": "CartPole-v1", "target": "obs[2]", "sensors": [4]}, r"sensors \[4\] must be observation indices 0..3"),
-    ({"env": lambda: None}, "env must be a gymnasium id"),
+    ({"env": lambda: None}, "the environment factory returned NoneType, not a gymnasium.Env"),
+    ({"env": 42}, "env must be a gymnasium id"),
 ])
 def test_bad_input_raises_rli_error(kwargs, message):
     policy = rli.load_policy(_cartpole_net(), env="CartPole-v1")

@@ -126,7 +126,7 @@ def _profile_lines(policy: rli.Policy, obs: Any, target: Any, layer: Any, kind: 
 
 def _probe_evidence(result: rli.ProbeResult) -> list[str]:
     lines = [f"measured: {result.metric} {result.r2:.4f}, 95% CI [{result.ci[0]:.4f}, {result.ci[1]:.4f}] "
-             f"({result.kind}, {result.folds}-fold CV, n = {result.n}, seed {result.seed})"]
+             f"({result.kind}, split {result.split}, n = {result.n}, seed {result.seed})"]
     for name, value in result.controls.items():
         lines.append(f"control {name}: {value:.4f}")
     if result.selectivity is not None:
@@ -240,8 +240,8 @@ def _relative_drop(result: rli.Comparison) -> float:
 def assert_ablation_degrades(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any = "pc1",
                              min_drop: float, episodes: int = 20, alpha: float = 0.0, seed: int = 0,
                              tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
-    """Removing ``direction`` at ``layer`` lowers return: the paired CI of the drop excludes 0 and the
-    mean relative drop is at least ``min_drop`` (0.05 = 5%).
+    """Removing ``direction`` at ``layer`` lowers return: the paired 95% t-interval of the drop excludes 0
+    and the mean relative drop (a point estimate; its CI is in the message) is at least ``min_drop`` (0.05 = 5%).
 
     ``direction`` is ``"pcK"`` (principal directions of the layer on ``obs``), an array
     or a fitted probe; ``alpha`` scales instead of zeroing.
@@ -267,62 +267,89 @@ def assert_ablation_degrades(*, policy: rli.Policy, env: Any, obs: Any = None, l
 
 
 def _preserves(assertion: str, policy: rli.Policy, env: Any, intervention: Any, layer: Any, max_drop: float,
-               episodes: int, seed: int, tolerance: float | None, evaluate_options: dict) -> rli.Comparison:
+               episodes: int, seed: int, tolerance: float | None, evaluate_options: dict,
+               significance: float) -> rli.Comparison:
     __tracebackhide__ = True
+    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float, np.integer, np.floating)) or \
+            not 0 < max_drop < float("inf"):
+        raise rli.RliError(f"{assertion}: max_drop is the equivalence margin, a positive fraction of the baseline "
+                           f"return (0.05 = ±5%), got {max_drop!r}")
+    rli.stats.check_alpha(significance)
     result = rli.compare(policy, env, intervention, episodes, seed, **evaluate_options)
     drop = _relative_drop(result)
-    upper = result.relative_ci[1]
-    passed = upper <= max_drop
-    summary = (f"{intervention.describe()} does not preserve return: the 95% CI of the relative drop reaches "
-               f"{upper:+.2%}, above max_drop={max_drop:.2%}")
-    evidence = _comparison_evidence(result) + ([] if passed else _power_hint(result, max_drop))
+    tost = result.equivalence(max_drop, alpha=significance)
+    passed = tost.equivalent
+    pct = int(round((1 - 2 * significance) * 100))
+    low, high = tost.ci
+    summary = (f"{intervention.describe()} is not shown to preserve return: the {pct}% CI of the relative drop "
+               f"[{low:+.2%}, {high:+.2%}] is not inside ±max_drop = ±{max_drop:.2%} (TOST p = {tost.p_value:.3g})")
+    evidence = _comparison_evidence(result) + [
+        f"equivalence (TOST at {significance:g}, two-sided): {pct}% CI of the relative drop [{low:+.2%}, {high:+.2%}] "
+        f"(Fieller, the baseline mean's noise included) vs ±{max_drop:.2%}; p(drop ≥ +{max_drop:.2%}) = "
+        f"{tost.p_upper:.3g}, p(drop ≤ −{max_drop:.2%}) = {tost.p_lower:.3g}"]
+    if not passed:
+        evidence += _power_hint(result, max_drop)
     _finish(assertion, f"{assertion}[{result.treated.intervention}]", metric="relative_drop", value=drop,
-            threshold=max_drop, op="ci_high <=", higher_is_better=False, passed=passed, summary=summary,
-            evidence=evidence, ci=result.relative_ci, layer=policy.layer(layer).name, tolerance=tolerance,
-            details={"p_value": result.p_value, "episodes": episodes, "seed": seed})
+            threshold=max_drop, op="TOST: ci within ±", higher_is_better=False, passed=passed, summary=summary,
+            evidence=evidence, ci=tost.ci, layer=policy.layer(layer).name, tolerance=tolerance,
+            details={"p_value": result.p_value, "tost_p_value": tost.p_value, "episodes": episodes, "seed": seed,
+                     "significance": significance})
     return result
 
 
 def assert_ablation_preserves(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any,
                               max_drop: float, episodes: int = 20, alpha: float = 0.0, seed: int = 0,
-                              tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
-    """Removing ``direction`` at ``layer`` costs at most ``max_drop`` of return: the upper end of the
-    paired 95% CI of the relative drop is at most ``max_drop``."""
+                              significance: float = 0.05, tolerance: float | None = None,
+                              **evaluate_options: Any) -> rli.Comparison:
+    """Removing ``direction`` at ``layer`` leaves return unchanged within ±``max_drop``: an equivalence test.
+
+    Two one-sided paired tests at level ``significance`` (TOST): the ``1 − 2·significance``
+    CI of the relative drop (90% by default) must lie inside ``(−max_drop, +max_drop)``.
+    Two-sided: a large gain fails it as a large loss does, and a CI too wide to
+    tell (too few episodes) fails it too. ``alpha`` scales the direction instead of
+    zeroing it.
+    """
     __tracebackhide__ = True
     intervention = rli.ablate(policy, layer, direction, alpha=alpha, obs=obs)
     return _preserves("assert_ablation_preserves", policy, env, intervention, layer, max_drop, episodes, seed,
-                      tolerance, evaluate_options)
+                      tolerance, evaluate_options, significance)
 
 
 def assert_subspace_sufficient(*, policy: rli.Policy, env: Any, obs: Any, layer: Any, k: int, max_drop: float,
-                               episodes: int = 20, seed: int = 0, tolerance: float | None = None,
-                               **evaluate_options: Any) -> rli.Comparison:
+                               episodes: int = 20, seed: int = 0, significance: float = 0.05,
+                               tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
     """Keeping only the top ``k`` principal directions of ``layer`` (on ``obs``; the rest set to its mean)
-    costs at most ``max_drop`` of return (upper end of the paired 95% CI)."""
+    leaves return unchanged within ±``max_drop``: TOST, the ``1 − 2·significance`` CI of the relative drop
+    inside ±``max_drop`` (two-sided), as :func:`assert_ablation_preserves`."""
     __tracebackhide__ = True
-    if k < 1:
-        raise rli.RliError(f"k must be at least 1, got {k}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise rli.RliError(f"k must be an integer of at least 1 (principal directions kept), got {k!r}")
     keep = rli.keep_subspace(policy, layer, "pc1" if k == 1 else f"pc1-{k}", reference_obs=obs)
     return _preserves("assert_subspace_sufficient", policy, env, keep, layer, max_drop, episodes, seed, tolerance,
-                      evaluate_options)
+                      evaluate_options, significance)
 
 
 # ----------------------------------------------------------------------------------------- polarity
 def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, sensors: Any, target: Any,
                               min_drop: float, require_flip: bool = False, tolerance: float | None = None,
                               **probe_options: Any) -> Any:
-    """Negating ``sensors`` collapses the probe: R²(normal) − R²(inverted) is at least ``min_drop``
-    (and, with ``require_flip``, a probe refitted on inverted inputs reads the target the other way)."""
+    """Negating ``sensors`` collapses the probe: R²(normal) − R²(inverted) is at least ``min_drop`` and its 95%
+    CI excludes 0 (and, with ``require_flip``, a probe refitted on inverted inputs is shown to read the target
+    the other way: see :attr:`rli.PolarityResult.flipped`)."""
     __tracebackhide__ = True
     result = _cached("polarity", policy, obs, target, lambda: rli.polarity_test(
         policy, obs, target, sensors, layer, **probe_options), layer=policy.layer(layer).name,
                      sensors=tuple(np.atleast_1d(sensors).tolist()), **probe_options)
-    passed = result.drop >= min_drop and (result.flipped or not require_flip)
+    passed = result.drop >= min_drop and result.drop_ci[0] > 0 and (result.flipped or not require_flip)
     problems = []
     if result.drop < min_drop:
         problems.append(f"the R² drop {result.drop:+.4f} is below min_drop={min_drop}")
+    if result.drop_ci[0] <= 0:
+        problems.append(f"the 95% CI of the R² drop [{result.drop_ci[0]:+.4f}, {result.drop_ci[1]:+.4f}] includes 0")
     if require_flip and not result.flipped:
-        problems.append(f"the refitted probe does not flip (readout correlation {result.readout_correlation:+.3f})")
+        problems.append(f"the refitted probe is not shown to read the target the other way (readout correlation "
+                        f"{result.readout_correlation:+.3f}, 95% CI [{result.readout_ci[0]:+.3f}, "
+                        f"{result.readout_ci[1]:+.3f}]: {result.reading})")
     evidence = [f"R² normal {result.r2_normal:.4f}, inverted {result.r2_inverted:.4f}, drop {result.drop:+.4f} "
                 f"(95% CI [{result.drop_ci[0]:+.4f}, {result.drop_ci[1]:+.4f}])",
                 f"refitted on inverted inputs: R² {result.r2_refit:.4f}, readout correlation "
@@ -338,22 +365,70 @@ def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, senso
 
 
 # --------------------------------------------------------------------------------------- similarity
+def _cka_groups(obs: Any, groups: Any) -> Any:
+    """The groups for CKA's resampling: ``groups`` (array or label name), else the ``episode`` label, else rows."""
+    if groups is False:
+        return None
+    if isinstance(groups, str):
+        if not isinstance(obs, rli.ObsSet):
+            raise rli.RliError(f"groups={groups!r} names a label, but obs is a plain array without labels; pass "
+                               "the group of each row as an array, or an ObsSet")
+        return obs.label(groups)
+    if groups is None:
+        return obs.labels["episode"] if isinstance(obs, rli.ObsSet) and "episode" in obs.labels else None
+    return groups
+
+
 def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, reference: Any, min_cka: float,
-                                  reference_layer: Any = None, tolerance: float | None = None) -> float:
+                                  reference_layer: Any = None, tolerance: float | None = None, groups: Any = None,
+                                  debiased: bool = True, alpha: float = 0.05, n_boot: int = 1000,
+                                  n_permutations: int = 1000, seed: int = 0) -> rli.CKAResult:
     """``layer`` represents ``obs`` like the same layer (or ``reference_layer``) of ``reference``
-    (a checkpoint path or policy): linear CKA ≥ ``min_cka``. Catches drift between training runs."""
+    (a checkpoint path or policy): the lower end of the 95% CI of linear CKA (debiased by
+    default) exceeds ``min_cka`` *and* the permutation p-value against unrelated
+    representations is below ``alpha``. Catches drift between training runs.
+
+    ``groups`` (array, label name, or ``False`` for independent rows) sets the resampling
+    unit; by default the ``episode`` label of rollout-collected observations. Under two
+    unrelated representations it passes in at most ~5% of draws, iid or episode-correlated
+    (tests/test_calibration_cka.py).
+
+    Example (inside a test):
+        >>> assert_representation_similar(policy=policy, obs=obs, layer=5,  # doctest: +SKIP
+        ...                               reference="ckpt_seed1.zip", min_cka=0.8)
+    """
     __tracebackhide__ = True
+    from rli import checks
+
+    alpha = checks.real(alpha, "alpha", minimum=1e-6, maximum=0.5)
+    min_cka = checks.real(min_cka, "min_cka", minimum=-1.0, maximum=1.0)
     other = reference if isinstance(reference, rli.Policy) else rli.load_policy(reference)
     other_layer = layer if reference_layer is None else reference_layer
+    group_labels = _cka_groups(obs, groups)
     ours = rli.capture(policy, obs, layers=[layer])[layer]
     theirs = rli.capture(other, obs, layers=[other_layer])[other_layer]
-    value = rli.cka(ours, theirs)
-    passed = value >= min_cka
-    evidence = [f"linear CKA {value:.4f} between {policy.layer(layer).name} of {policy.source or 'the policy'} and "
-                f"{other.layer(other_layer).name} of {other.source or 'the reference'} on {ours.shape[0]} observations",
+    result = rli.cka(ours, theirs, debiased=debiased, groups=group_labels, n_boot=n_boot,
+                     n_permutations=n_permutations, seed=seed)
+    value = result.value
+    passed = result.ci[0] > min_cka and result.p_value < alpha
+    problems = []
+    if result.ci[0] <= min_cka:
+        problems.append(f"the CI's lower end {result.ci[0]:.4f} is not above min_cka={min_cka}")
+    if result.p_value >= alpha:
+        problems.append(f"the permutation p-value {result.p_value:.4g} is not below alpha={alpha} "
+                        f"(unrelated representations reach CKA {result.null_q95:.4f} one time in twenty)")
+    unit = f"{result.n_groups} groups" if result.resampled == "groups" else f"{result.n} independent rows"
+    evidence = [f"{'debiased' if result.debiased else 'biased'} linear CKA {value:.4f} (95% CI [{result.ci[0]:.4f}, "
+                f"{result.ci[1]:.4f}], {result.interval} over {unit}) between {policy.layer(layer).name} of "
+                f"{policy.source or 'the policy'} and {other.layer(other_layer).name} of "
+                f"{other.source or 'the reference'} on {ours.shape[0]} observations",
+                f"permutation null ({result.n_permutations} permutations of {result.resampled}): p = "
+                f"{result.p_value:.4g}, 95th percentile {result.null_q95:.4f}",
                 f"fingerprints: {policy.fingerprint[:12]} vs {other.fingerprint[:12]}"]
     _finish("assert_representation_similar", f"assert_representation_similar[{policy.layer(layer).name}]",
-            metric="cka", value=value, threshold=min_cka, op=">=", higher_is_better=True, passed=passed,
-            summary=f"representation at {_where(policy, layer)} drifted: CKA {value:.4f} < min_cka={min_cka}",
-            evidence=evidence, layer=policy.layer(layer).name, tolerance=tolerance)
-    return value
+            metric="cka", value=value, threshold=min_cka, op=">", higher_is_better=True, passed=passed,
+            summary=f"representation at {_where(policy, layer)} not shown similar: {'; '.join(problems)}",
+            evidence=evidence, ci=result.ci, layer=policy.layer(layer).name, tolerance=tolerance,
+            details={"p_value": result.p_value, "null_q95": result.null_q95, "debiased": result.debiased,
+                     "resampled": result.resampled, "n_groups": result.n_groups})
+    return result

@@ -137,8 +137,11 @@ def rli_obs(request: pytest.FixtureRequest) -> Any:
     Configured by the marker (an ObsSet, an array, or a spec), ``--rli-obs`` or the
     ``rli_obs`` ini key. A spec is a ``.npz`` written by ``ObsSet.save`` (relative to the
     rootdir) or ``module:function`` returning an ObsSet (e.g. ``rli.envs:probe_grid``).
-    Unset, observations are collected from ``rli_obs_size`` steps of the policy in
-    ``rli_env`` (seed ``rli_seed``), labelled with the env's numeric info entries.
+    Unset, ``rli_obs_size`` observations are collected from ``rli_obs_episodes`` whole
+    episodes of the policy in ``rli_env`` (episode *i* seeded ``rli_seed + i``; the
+    observations spread evenly over every step visited, see ``rli.ObsSet.from_rollouts``),
+    labelled with the env's numeric info entries and their ``episode``, by which
+    probes split them.
     """
     import numpy as np
 
@@ -155,9 +158,16 @@ def rli_obs(request: pytest.FixtureRequest) -> Any:
         policy = request.getfixturevalue("rli_policy")
         env = request.getfixturevalue("rli_env")
         size, seed = int(request.config.getini("rli_obs_size")), int(request.config.getini("rli_seed"))
-        key = ("rollouts", policy.fingerprint, repr(env), size, seed)
+        episodes = int(request.config.getini("rli_obs_episodes"))
+        key = ("rollouts", policy.fingerprint, repr(env), size, seed, episodes)
         if key not in cache:
-            cache[key] = rli.ObsSet.from_rollouts(env, policy, n=size, seed=seed)
+            problem = None
+            try:
+                cache[key] = rli.ObsSet.from_rollouts(env, policy, n=size, seed=seed, episodes=episodes)
+            except rli.RliError as err:
+                problem = f"rli_obs (collected from rli_obs_episodes = {episodes} episodes of rli_env): {err}"
+            if problem is not None:  # failed outside the except block: one line, no "during handling" chain
+                _fail(problem)
         return cache[key]
     key = ("spec", str(spec))
     if key not in cache:

@@ -40,6 +40,8 @@ _INI = {
     "rli_episodes": ("default number of paired episodes for ablation assertions", None, "20"),
     "rli_seed": ("default seed for rollouts and observation collection", None, "0"),
     "rli_obs_size": ("observations collected from rollouts when rli_obs is unset", None, "5000"),
+    "rli_obs_episodes": ("whole episodes those observations are spread over (a probe splits them by episode)",
+                         None, "20"),
     "rli_baseline": ("baseline file (relative to the rootdir) used without --rli-baseline", None, ""),
     "rli_baseline_tolerance": ("default absolute tolerance before a metric counts as regressed", None, "0.02"),
 }
@@ -142,7 +144,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except (ValueError, pytest.UsageError) as err:
         raise pytest.UsageError(f"rli_trust must be true or false ({err})") from None
     for name, minimum, maximum, why in (("rli_episodes", 2, None, " (ablation assertions compare paired episodes)"),
-                                        ("rli_seed", 0, 2**32 - 1, ""), ("rli_obs_size", 1, None, "")):
+                                        ("rli_seed", 0, 2**32 - 1, ""), ("rli_obs_size", 1, None, ""),
+                                        ("rli_obs_episodes", 2, None,
+                                         " (probes split rollout observations by episode)")):
         text = config.getini(name)
         try:
             number = int(text)

@@ -11,6 +11,7 @@ Example:
 from rli import envs, plots, protocol, stats, wrappers  # envs registers rli/FormationFlight-v0 with gymnasium
 from rli.capture import ActivationChunk, Activations, capture, iter_activations
 from rli.comparison import Comparison, compare
+from rli.direction_uncertainty import RefitComparison, compare_refit
 from rli.errors import RliError
 from rli.interventions import Intervention, ablate, erase, keep_subspace, mean_ablate, patch, reflect
 from rli.loading import build_arch, load_policy
@@ -21,7 +22,7 @@ from rli.policy import ImageScaleWarning, Layer, LayerTable, Policy
 from rli.probes import LayerProfile, ProbeResult, probe, probe_layers, routing_label
 from rli.protocol import Report, interrogate
 from rli.rollout import EvalResult, evaluate
-from rli.similarity import cka
+from rli.similarity import CKAResult, cka
 from rli.subspace import fit_pca, project_subspace
 from rli.sweeps import AblationCurve, SubspaceSearch, ablation_curve, minimal_subspace
 
@@ -31,6 +32,7 @@ __all__ = [
     "AblationCurve",
     "ActivationChunk",
     "Activations",
+    "CKAResult",
     "Comparison",
     "EvalResult",
     "ImageScaleWarning",
@@ -41,6 +43,7 @@ __all__ = [
     "ObsNormalizer",
     "ObsSet",
     "PolarityResult",
+    "RefitComparison",
     "Policy",
     "ProbeResult",
     "Report",
@@ -52,6 +55,7 @@ __all__ = [
     "capture",
     "cka",
     "compare",
+    "compare_refit",
     "envs",
     "erase",
     "evaluate",

@@ -58,8 +58,11 @@ def _parser() -> argparse.ArgumentParser:
                                        "the last hidden layer)")
     where.add_argument("--all-layers", action="store_true", help="probe every actor layer (the layer profile)")
     probe.add_argument("--obs", help=_OBS_HELP)
-    probe.add_argument("--n", type=_positive, default=4000, metavar="N",
-                       help="visited observations when probing rollouts (default: %(default)s)")
+    probe.add_argument("--n", type=_positive, metavar="N",
+                       help=f"visited observations when probing rollouts (default: {_DEFAULTS['n_obs']})")
+    probe.add_argument("--episodes", type=_at_least_two, metavar="E",
+                       help="whole episodes those observations are spread over; the probe splits them by episode, so "
+                            f"it needs at least --folds of them (default: {_DEFAULTS['obs_episodes']})")
     probe.add_argument("--seed", type=int, default=0,
                        help="seed of the folds and controls; rollouts start at this episode seed (default: %(default)s)")
     probe.add_argument("--kind", choices=("ridge", "lasso", "mlp", "logistic"), default="ridge",
@@ -91,13 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     inter.add_argument("--probe-obs", metavar="SPEC", help="observations of step 1; " + _OBS_HELP)
     inter.add_argument("--polarity-obs", metavar="SPEC", help="observations of step 2 (default: the card's, else "
                                                                "those of step 1); same forms as --probe-obs")
-    inter.add_argument("--episodes", type=_at_least_two, default=20, metavar="N",
-                       help="paired episodes per comparison in steps 3 and 4 (default: %(default)s)")
+    inter.add_argument("--episodes", type=_at_least_two, metavar="N",
+                       help=f"paired episodes per comparison in steps 3 and 4 (default: {_DEFAULTS['episodes']})")
     inter.add_argument("--seed", type=int, default=0, metavar="S",
-                       help="seed of the probe folds and of the episodes (S..S+N-1); the visited observations come "
-                            "from the episodes after those (default: %(default)s)")
-    inter.add_argument("--n-obs", type=_positive, default=4000, metavar="N",
-                       help="visited observations for the PCA directions (default: %(default)s)")
+                       help="seed of the probe folds and of the episodes (S..S+N-1, and S+N..S+2N-1 to confirm the "
+                            "subspace); the visited observations come from the episodes after those (default: "
+                            "%(default)s)")
+    inter.add_argument("--n-obs", type=_positive, metavar="N",
+                       help=f"visited observations for the probe and the PCA directions (default: {_DEFAULTS['n_obs']})")
+    inter.add_argument("--obs-episodes", type=_at_least_two, metavar="E",
+                       help="whole episodes the visited observations are spread over; the probe splits them by "
+                            f"episode (default: {_DEFAULTS['obs_episodes']})")
     inter.add_argument("--candidates", type=_positive, default=32, metavar="K",
                        help="principal directions the subspace search may use (default: %(default)s)")
     inter.add_argument("--tolerance", type=float, default=0.05, metavar="T",
@@ -107,6 +114,19 @@ def _parser() -> argparse.ArgumentParser:
                             "default: add directions by explained variance and stop at the first sufficient one")
     inter.add_argument("--trust", action="store_true", help=_TRUST_HELP)
     return parser
+
+
+#: rli.protocol's defaults (DEFAULT_EPISODES, DEFAULT_N_OBS, DEFAULT_OBS_EPISODES), repeated here only for the help
+#: texts (building the parser must not import rli); tests/test_rollout_episodes.py checks they agree, and the
+#: commands take the values from rli.protocol itself (:func:`_or_default`).
+_DEFAULTS = {"episodes": 20, "n_obs": 4000, "obs_episodes": 20}
+
+
+def _or_default(value: int | None, name: str) -> int:
+    """``value`` if the flag was given, else rli.protocol's default for ``name`` (``DEFAULT_<NAME>``)."""
+    from rli import protocol
+
+    return int(getattr(protocol, f"DEFAULT_{name.upper()}")) if value is None else value
 
 
 def _positive(text: str) -> int:
@@ -234,8 +254,10 @@ def _probe(args: argparse.Namespace) -> int:
                                f"({', '.join(sorted(obs.labels)) or 'none'}) or obs[I] for observation entry I")
     else:
         env = protocol._need_env(setup, "the observations come from rollouts (no --obs)")
-        obs = rli.ObsSet.from_rollouts(env, policy, n=args.n, seed=args.seed)
-        described = f"{len(obs):,} observations visited by the policy in {env} (episodes from seed {args.seed})"
+        n, episodes = _or_default(args.n, "n_obs"), _or_default(args.episodes, "obs_episodes")
+        obs = rli.ObsSet.from_rollouts(env, policy, n=n, seed=args.seed, episodes=episodes)
+        described = (f"{len(obs):,} observations visited by the policy in {env}, spread over {episodes} episodes "
+                     f"(seeds {args.seed}..{args.seed + episodes - 1})")
         if "target" not in settings:
             settings["target"] = protocol._infer_target(env, obs, args.seed)
     obs = protocol.with_target(obs, settings["target"], what=f"the observations ({described})")
@@ -261,8 +283,11 @@ def _interrogate(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     out = args.out if args.out is not None else Path(f"{Path(args.policy).stem}-interrogation")
     report = rli.interrogate(args.policy, args.env, target=args.target, layer=args.layer, sensors=args.sensors,
-                             probe_obs=args.probe_obs, polarity_obs=args.polarity_obs, episodes=args.episodes,
-                             seed=args.seed, n_obs=args.n_obs, tolerance=args.tolerance, candidates=args.candidates,
+                             probe_obs=args.probe_obs, polarity_obs=args.polarity_obs,
+                             episodes=_or_default(args.episodes, "episodes"), seed=args.seed,
+                             n_obs=_or_default(args.n_obs, "n_obs"), obs_episodes=_or_default(args.obs_episodes,
+                                                                                               "obs_episodes"),
+                             tolerance=args.tolerance, candidates=args.candidates,
                              method="greedy" if args.greedy else "ordered", trust=args.trust)
     json_path, html_path = report.save(out, command=shlex.join(["rli", *argv]))
     print(report)

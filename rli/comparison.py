@@ -12,7 +12,7 @@ from rli.errors import RliError
 from rli.interventions import bind_all
 from rli.policy import Policy
 from rli.rollout import EnvSpec, EvalResult, evaluate
-from rli.stats import PairedComparison, paired_comparison
+from rli.stats import Equivalence, PairedComparison, paired_comparison, tost
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,13 @@ class Comparison:
     """Returns without (``baseline``) and with (``treated``) an intervention, paired by episode seed.
 
     ``drop`` is ``mean(baseline − treated)`` (positive when the intervention hurts),
-    ``relative_drop`` the same over ``|mean(baseline)|``; ``ci`` / ``relative_ci`` are
-    paired bootstrap intervals, ``p_value`` the two-sided paired t-test.
+    ``relative_drop`` the same over ``|mean(baseline)|``; ``ci`` is the paired
+    Student-t interval of the drop and ``relative_ci`` that interval over
+    ``|mean(baseline)|`` (the BCa bootstrap interval is only reported, in
+    ``stats.bootstrap_ci``); ``p_value`` is the two-sided paired t-test, so
+    ``significant`` (the CI excludes 0) and ``p_value < 1 − confidence`` agree.
+    "No change" is not "the CI includes 0": ask :meth:`equivalence` (TOST: the
+    ``1 − 2·alpha`` interval of the relative drop lies inside ±tolerance).
     """
 
     baseline: EvalResult
@@ -45,12 +50,12 @@ class Comparison:
 
     @property
     def ci(self) -> tuple[float, float]:
-        """Bootstrap confidence interval of the drop."""
+        """Paired Student-t confidence interval of the drop."""
         return self.stats.ci
 
     @property
     def relative_ci(self) -> tuple[float, float] | None:
-        """Bootstrap confidence interval of the relative drop."""
+        """The paired t-interval of the drop over ``|mean(baseline)|`` (the baseline mean taken as known)."""
         return self.stats.relative_ci
 
     @property
@@ -62,6 +67,23 @@ class Comparison:
     def significant(self) -> bool:
         """Whether the confidence interval of the drop excludes 0."""
         return self.ci[0] > 0 or self.ci[1] < 0
+
+    def equivalence(self, tolerance: float, *, alpha: float = 0.05) -> Equivalence:
+        """TOST of "the relative change of mean return lies within ±``tolerance``" (two-sided).
+
+        Equivalent when the ``1 − 2·alpha`` (Fieller) interval of the relative drop
+        lies inside ±tolerance: a large gain refutes "no change" as a large loss does.
+        See :func:`rli.stats.tost`.
+
+        Example:
+            >>> import numpy as np, torch, torch.nn as nn, rli
+            >>> _ = torch.manual_seed(0)
+            >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)), env="CartPole-v1")
+            >>> same = rli.ablate(policy, 1, np.eye(8)[:, :2], alpha=1.0)  # alpha=1 leaves the layer as it is
+            >>> rli.compare(policy, "CartPole-v1", same, episodes=4, seed=0).equivalence(0.05).equivalent
+            True
+        """
+        return tost(self.baseline.returns, self.treated.returns, tolerance, alpha=alpha)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (JSON-able)."""

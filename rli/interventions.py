@@ -576,6 +576,12 @@ def ablate(policy: Policy, layer: LayerSpec, direction: Any, alpha: float = 0.0,
     default the states recorded with observations from :meth:`rli.ObsSet.from_rollouts`;
     a plain array needs ``recurrent_state="fresh"``); the description says which.
 
+    A direction fitted on data (``"pcK"``, a probe, a steering vector) is an estimate,
+    fixed here once: :func:`rli.compare` of this intervention gives an interval for this
+    one fixed direction (episode noise only). Fitted on other rollouts it comes out
+    different, and so does its effect; :func:`rli.compare_refit` refits it on resampled
+    episodes and gives an interval that covers the direction's estimation too.
+
     Example:
         >>> import numpy as np, torch.nn as nn, rli
         >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)))
@@ -698,16 +704,41 @@ def keep_subspace(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: A
                                     "n_reference": None if acts is None else acts.shape[0]}, mode))
 
 
+class _LeaceEdit:
+    """``rows ↦ rows − ((rows − mean) @ right) @ left`` in float64 (where the device has it), cast back.
+
+    The whitening factors of an exact eraser can be large (a layer with directions of
+    variance 1e-10 of its largest): in float32 the edit would be off by ~1e-5 relative
+    and leave a cross-covariance of ~1e-7 with the concept; in float64 the output is the
+    exact eraser's, rounded once to the layer's dtype.
+    """
+
+    def __init__(self, mean: np.ndarray, right: np.ndarray, left: np.ndarray) -> None:
+        self._factors = _Cached(np.ascontiguousarray(right), np.ascontiguousarray(left), mean)
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        wide = rows if rows.device.type == "mps" else rows.to(torch.float64)  # MPS has no float64
+        right, left, mean = self._factors.like(wide)
+        return torch.addmm(wide, (wide - mean) @ right, left, alpha=-1.0).to(rows.dtype)
+
+
 def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categorical: bool | None = None,
-          recurrent_state: RecurrentState | None = None) -> Intervention:
+          shrinkage: bool = False, recurrent_state: RecurrentState | None = None) -> Intervention:
     """LEACE erasure of ``concept`` from ``layer``'s output, fitted on the activations of ``obs``.
 
     After it, no linear predictor recovers the concept from the layer's activations
     on ``obs`` better than a constant, with the smallest possible change to them
     (Belrose et al., 2023). ``concept`` is a label name of the ObsSet ``obs`` or an
     array (n,) / (n, k); integer, boolean and string concepts are one-hot encoded
-    (``categorical=`` overrides the guess). A recurrent policy runs ``obs`` from the
-    hidden states ``recurrent_state`` chooses, as in :func:`rli.capture`.
+    (``categorical=`` overrides the guess). ``shrinkage=True`` whitens with
+    concept-erasure's default shrunk covariance (:func:`rli.erasure.linear_shrinkage`).
+    A recurrent policy runs ``obs`` from the hidden states ``recurrent_state`` chooses,
+    as in :func:`rli.capture`. Statistics are float64 and the edit runs in float64, so a
+    float32 layer gets the exact eraser's output.
+
+    The guarantee is in-sample and linear only: on new observations (the eraser's
+    covariances are estimates) and for nonlinear read-outs the concept can remain;
+    :func:`rli.erasure.erasure_report` measures both on held-out episodes.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -726,16 +757,22 @@ def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categoric
     target = _target(policy, layer)
     if not (categorical is None or isinstance(categorical, (bool, np.bool_))):
         raise RliError(f"categorical must be True, False or None (guess from the dtype), not {categorical!r}")
+    if not isinstance(shrinkage, (bool, np.bool_)):
+        raise RliError(f"shrinkage must be True or False, not {shrinkage!r}")
     acts, mode = _activations(policy, target, obs, recurrent_state)
     matrix, name = concept_matrix(concept, obs, acts.shape[0], categorical=categorical)
-    fit = fit_leace(acts, matrix)
-    shift = (fit.mean @ fit.proj_right.T) @ fit.proj_left.T
-    edit = _LowRankEdit(fit.proj_right.T, fit.proj_left.T, beta=1.0, gamma=-1.0, shift=shift)
+    fit = fit_leace(acts, matrix, shrinkage=shrinkage)
+    edit = _LeaceEdit(fit.mean, fit.proj_right.T, fit.proj_left.T)
     description = (f"LEACE erasure of {name} at {_where(target)} (rank {fit.rank}, fit on {acts.shape[0]} "
-                   f"observations{_states(mode)})")
+                   f"observations{_states(mode)}{', shrunk covariance' if fit.shrinkage else ''})")
     return Intervention(policy, target, "erase", edit, description,
                         _with_mode({"method": "LEACE", "concept": name, "concept_columns": matrix.shape[1],
-                                    "rank": fit.rank, "n_fit": acts.shape[0]}, mode))
+                                    "rank": fit.rank, "n_fit": acts.shape[0], "shrinkage": fit.shrinkage,
+                                    "whitened_directions": fit.whitened,
+                                    "guarantee": "in-sample, linear: no linear read-out of the concept beats a "
+                                                 "constant on the fit observations; new observations and nonlinear "
+                                                 "read-outs are not covered (rli.erasure.erasure_report measures "
+                                                 "both)"}, mode))
 
 
 def patch(policy: Policy, layer: LayerSpec, source_obs: Any, *,

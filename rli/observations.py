@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -19,6 +20,9 @@ from rli.errors import RliError
 from rli.space_fit import check_env_fit, dict_entries, flat_shape, flatten_batch
 
 LabelFn = Callable[..., Mapping[str, Any]]
+#: ``from_rollouts(..., episodes=)`` in an env with no stated time limit: the steps after which an episode that has
+#: not ended is refused (an RliError asking for ``max_episode_steps``) rather than run for ever.
+UNLIMITED_EPISODE_STEPS = 100_000
 
 
 def _as_label(name: str, values: Any, n: int) -> np.ndarray:
@@ -271,18 +275,32 @@ class ObsSet:
         return cls(obs, labels, meta={"sampled_from": str(space), "seed": seed})
 
     @classmethod
-    def from_rollouts(cls, env: Any, policy: Any, n: int, seed: int, *,
+    def from_rollouts(cls, env: Any, policy: Any, n: int, seed: int, *, episodes: int | None = None,
                       label_fn: LabelFn | None = None, max_episode_steps: int | None = None) -> ObsSet:
         """``n`` observations visited by ``policy`` acting deterministically in ``env``.
 
-        Episode *i* is reset with seed ``seed + i``. Labels come from
-        ``label_fn(obs, info) -> {name: value}`` per step, or, by default, from every
-        numeric entry of ``info`` present at every step (noise-free quantities
-        environments expose there make good probe targets). The episode index and
-        step are recorded as labels ``episode`` and ``step``. For a recurrent policy the
-        hidden state it had before each step is recorded too (:attr:`states`, with its
-        fingerprint in ``meta["recurrent_state_of"]``), so that captures on these
-        observations run from the states the policy actually had (:mod:`rli.recurrent`).
+        Episode *i* is reset with seed ``seed + i``. Without ``episodes``, the first
+        ``n`` consecutive steps are kept (a long-lived policy then gives few episodes).
+        With ``episodes=E``, exactly ``E`` whole episodes are run and ``n`` observations
+        are kept, spread evenly over all the steps visited (row ``k`` of the result is
+        step ``⌊k·T/n⌋`` of the ``T`` steps of the episodes one after the other, so each
+        episode contributes in proportion to its length): enough episodes for a split by
+        episode (:func:`rli.probe` splits rollouts by their ``episode`` label). If the
+        episodes visit ``T ≤ n`` steps, all are kept. ``meta`` records ``episodes``,
+        ``visited_steps`` (T) and ``subsampled_every`` (T/n, or 1.0). Episodes then end
+        only by termination, truncation or ``max_episode_steps``; in an environment that
+        states no time limit (no spec limit, no ``TimeLimit`` wrapper) an episode still
+        running after :data:`UNLIMITED_EPISODE_STEPS` steps is an :class:`RliError` asking
+        for ``max_episode_steps``.
+
+        Labels come from ``label_fn(obs, info) -> {name: value}`` per step, or, by default,
+        from every numeric entry of ``info`` present at every kept step (noise-free
+        quantities environments expose there make good probe targets). The episode index
+        and step are recorded as labels ``episode`` and ``step``. For a recurrent policy
+        the hidden state it had before each step is recorded too (:attr:`states`, with
+        its fingerprint in ``meta["recurrent_state_of"]``; a kept row keeps its own
+        state), so that captures on these observations run from the states the policy
+        actually had (:mod:`rli.recurrent`).
 
         Example:
             >>> import rli, torch.nn as nn
@@ -290,10 +308,17 @@ class ObsSet:
             >>> obs = rli.ObsSet.from_rollouts("Pendulum-v1", policy, n=50, seed=0)
             >>> len(obs), "episode" in obs.labels
             (50, True)
+            >>> obs = rli.ObsSet.from_rollouts("Pendulum-v1", policy, n=50, seed=0, episodes=5, max_episode_steps=20)
+            >>> len(obs), len(set(obs.labels["episode"])), obs.meta["subsampled_every"]
+            (50, 5, 2.0)
         """
         from rli.envs_util import make_env
 
         n, seed = checks.count(n, "n"), checks.seed(seed)
+        if episodes is not None:
+            episodes = checks.count(episodes, "episodes", hint=" (whole episodes to run; None keeps the first n "
+                                                               "consecutive steps)")
+            checks.seed(seed + episodes - 1, "seed + episodes - 1 (the last episode's seed)")
         checks.policy(policy)
         if max_episode_steps is not None:
             checks.count(max_episode_steps, "max_episode_steps")
@@ -308,40 +333,62 @@ class ObsSet:
         rows, rows_labels = [], []
         state = None
         recorder = recurrent.Recorder(policy) if policy.is_recurrent else None
-        single_thread = recurrent.one_torch_thread()
-        single_thread.__enter__()
-        try:
-            for episode in itertools.count():
-                observation, info = environment.reset(seed=seed + episode)
-                state = policy.initial_state(1)
-                start = True
-                for step in itertools.count():
-                    flat = policy.flat_observation(observation)  # a Dict observation: flat, in gymnasium's order
-                    rows.append(flat)
-                    if recorder is not None:
-                        recorder.record(state, flat[None], start)
-                    labels = dict(label_fn(observation, info)) if label_fn is not None else _numeric_info(info)
-                    labels.update(episode=episode, step=step)
-                    rows_labels.append(labels)
-                    if len(rows) >= n:
+        # a feed-forward policy steps inside one inference block (as rli.evaluate does); a recurrent one per step,
+        # since its recorder runs the critic in a block of its own
+        held = policy.inference() if recorder is None else contextlib.nullcontext()
+        enough = (lambda: False) if episodes is not None else (lambda: len(rows) >= n)
+        # whole episodes of an env that states no time limit (it may still truncate itself): refuse a runaway one
+        runaway = (UNLIMITED_EPISODE_STEPS if episodes is not None and max_episode_steps is None
+                   and not _has_time_limit(environment) else None)
+        with recurrent.one_torch_thread(), held:
+            try:
+                for episode in range(episodes) if episodes is not None else itertools.count():
+                    observation, info = environment.reset(seed=seed + episode)
+                    state = policy.initial_state(1)
+                    start = True
+                    for step in itertools.count():
+                        flat = policy.flat_observation(observation)  # a Dict observation: flat, in gymnasium's order
+                        rows.append(flat)
+                        if recorder is not None:
+                            recorder.record(state, flat[None], start)
+                        labels = dict(label_fn(observation, info)) if label_fn is not None else _numeric_info(info)
+                        labels.update(episode=episode, step=step)
+                        rows_labels.append(labels)
+                        if enough():
+                            break
+                        if recorder is None:
+                            action = policy.act_prepared(policy.prepare_obs(flat[None]))
+                        else:
+                            action, state = policy.step(flat[None], state, np.array([start]))
+                        start = False
+                        observation, _, terminated, truncated, info = environment.step(action[0])
+                        if terminated or truncated or (max_episode_steps is not None and step + 1 >= max_episode_steps):
+                            break
+                        if runaway is not None and step + 1 >= runaway:
+                            raise RliError(f"episode {episode} of {env!r} has run {runaway:,} steps without ending and "
+                                           "the env states no time limit; pass max_episode_steps= (or wrap the env "
+                                           "in gymnasium.wrappers.TimeLimit), or collect n consecutive steps "
+                                           "(episodes=None)")
+                    if enough():
                         break
-                    action, state = policy.step(flat[None], state, np.array([start]))
-                    start = False
-                    observation, _, terminated, truncated, info = environment.step(action[0])
-                    if terminated or truncated or (max_episode_steps is not None and step + 1 >= max_episode_steps):
-                        break
-                if len(rows) >= n:
-                    break
-        finally:
-            single_thread.__exit__(None, None, None)
-            if owned:
-                environment.close()
-        common = set.intersection(*(set(r) for r in rows_labels))
-        labels = {name: np.asarray([r[name] for r in rows_labels]) for name in sorted(common)}
+            finally:
+                if owned:
+                    environment.close()
+        visited = len(rows)
+        meta: dict[str, Any] = {"env": str(env), "seed": seed}
+        keep = np.arange(visited)
+        if episodes is not None:
+            if visited > n:
+                keep = (np.arange(n, dtype=np.int64) * visited) // n  # evenly spaced, distinct, from step 0 on
+            meta.update(episodes=episodes, visited_steps=visited, subsampled_every=max(visited / n, 1.0))
+        kept_labels = [rows_labels[i] for i in keep]
+        common = set.intersection(*(set(r) for r in kept_labels))
+        labels = {name: np.asarray([r[name] for r in kept_labels]) for name in sorted(common)}
+        obs = np.stack([rows[i] for i in keep])
         if recorder is None:
-            return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed})
-        return cls(np.stack(rows), labels, meta={"env": str(env), "seed": seed, recurrent.STATE_OF: policy.fingerprint},
-                   states=recorder.states(len(rows)))
+            return cls(obs, labels, meta=meta)
+        meta[recurrent.STATE_OF] = policy.fingerprint
+        return cls(obs, labels, meta=meta, states={name: values[keep] for name, values in recorder.states(visited).items()})
 
     # --------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
@@ -477,6 +524,21 @@ def _sample_box(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     if np.issubdtype(space.dtype, np.integer):
         out = np.floor(out)
     return out.astype(space.dtype)
+
+
+def _has_time_limit(environment: Any) -> bool:
+    """Whether a gymnasium env ends its episodes after a number of steps (its spec's limit or a TimeLimit wrapper)."""
+    from gymnasium.wrappers import TimeLimit
+
+    spec = getattr(environment, "spec", None)
+    if spec is not None and getattr(spec, "max_episode_steps", None) is not None:
+        return True
+    layer, seen = environment, 0
+    while layer is not None and seen < 100:
+        if isinstance(layer, TimeLimit):
+            return True
+        layer, seen = getattr(layer, "env", None), seen + 1
+    return False
 
 
 def _numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:

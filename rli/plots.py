@@ -73,17 +73,17 @@ def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult,
     """
     from rli.capture import capture
     from rli.moments import Moments, RidgeFit, fold_order
-    from rli.probes import _fold_ids, _target
+    from rli.probes import fold_split, probe_target
 
     if result.kind != "ridge":
         raise RliError(f"held-out predictions are rebuilt for ridge probes only, not {result.kind!r}; "
                        "pass the predictions as an array instead")
-    y, _ = _target(obs, result.target, "ridge")
+    y, _ = probe_target(obs, result.target, "ridge")
     if y.shape[1] != 1 or len(y) != result.n:
         raise RliError(f"the probe was fitted on {result.n} observations of one target; these observations give "
                        f"{len(y)} rows of {y.shape[1]} output(s): pass the observations the probe was fitted on")
     acts = capture(policy, obs, [result.layer], recurrent_state=recurrent_state)[result.layer].astype(np.float64)
-    ids = _fold_ids(y, result.folds, result.seed, stratify=False)
+    ids = fold_split(obs, y, result.folds, result.seed, **_split_of(result, obs)).ids
     order, bounds = fold_order(ids, result.folds)
     moments = Moments(result.folds)
     moments.add(acts, y, order, bounds)
@@ -93,6 +93,20 @@ def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult,
         rows = ids == f
         predictions[rows] = acts[rows] @ w[:, 0] + c[0]
     return predictions
+
+
+def _split_of(result: ProbeResult, obs: Any) -> dict[str, Any]:
+    """The ``split=`` / ``groups=`` that rebuild the folds ``result`` was scored on, from its description."""
+    described = result.split or ""
+    if described.startswith("rows"):
+        return {"split": "rows"}
+    if described.startswith("spatial blocks"):
+        return {"split": "blocks"}
+    by = described.removeprefix("grouped by ").split(",")[0]
+    if isinstance(obs, ObsSet) and by in obs.labels:
+        return {"groups": by}
+    raise RliError(f"the probe was split {described!r}, by groups these observations do not carry as a label; "
+                   "pass the predictions as an array instead")
 
 
 def _axis_spec(spec: Any) -> dict[str, Any]:
@@ -285,7 +299,7 @@ def layer_profile(profile: LayerProfile, *, highlight: Any = None, title: str | 
     first_label = labels.index("trained network (95% CI)")
     order = [first_label] + [i for i in range(len(labels)) if i != first_label]
     ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="best", fontsize=8.5, frameon=False)
-    ax.set_title(title or f"{first.kind} probe of {first.target!r} by layer (n = {first.n}, {first.folds}-fold CV)")
+    ax.set_title(title or f"{first.kind} probe of {first.target!r} by layer (n = {first.n}, {first.split})")
     return fig
 
 

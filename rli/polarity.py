@@ -9,7 +9,7 @@ large), and a probe refitted on the inverted observations points the other way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,11 @@ from rli.observations import ObsSet
 from rli.policy import LayerSpec, Policy
 from rli.probes import (
     _check_ridge_width,
-    _fold_ids,
     _obs_length,
     _options,
     _ridge_outcomes,
-    _target,
+    fold_split,
+    probe_target,
     target_exponent,
 )
 from rli.recurrent import RecurrentState, check_mode
@@ -79,6 +79,10 @@ def _sensor_indices(indices: Any, size: int) -> np.ndarray:
     return np.unique(raw % size)
 
 
+_READINGS = {"opposite": "flipped: the CI lies below 0", "same": "not flipped: the CI lies above 0",
+             "undetermined": "undetermined: the CI contains 0 or a probe's R² CI reaches 0"}
+
+
 @dataclass(frozen=True)
 class PolarityResult:
     """Outcome of :func:`polarity_test`.
@@ -92,8 +96,17 @@ class PolarityResult:
     the normal observations: the cosine measured in the activations' covariance,
     which ignores weight components along directions the layer barely uses (ridge
     leaves those loosely determined, so the plain cosine can be small either way).
-    ``flipped`` is whether that correlation is negative: the refitted probe reads the
-    target the opposite way, i.e. the representation flips with the sensor.
+    ``readout_ci`` is a 95% CI of that correlation over the folds: in each fold, the two
+    probes fitted on the other folds are compared in the covariance of its held-out
+    normal activations (:func:`rli.stats.cv_interval` over the fold correlations).
+    ``r2_normal_ci`` and ``r2_refit_ci`` are the 95% CIs of the two probes' held-out R².
+    ``flipped`` is decided on intervals, not on point values: it is true when both probes
+    decode the target (each R² CI lies above 0) and the whole readout CI lies below 0 (the
+    refitted probe reads the target the opposite way, i.e. the representation flips with
+    the sensor). Two probes that decode nothing can still mirror each other (both fit the
+    same noise); that is no flip of the target's representation. :attr:`reading` says
+    ``"opposite"`` (:attr:`flipped`), ``"same"`` (both decode, readout CI above 0) or
+    ``"undetermined"`` (a probe's R² CI reaches 0, or the readout CI contains 0).
     """
 
     layer: str
@@ -112,11 +125,31 @@ class PolarityResult:
     n: int
     folds: int
     seed: int
+    readout_ci: tuple[float, float] = (float("nan"), float("nan"))
+    r2_normal_ci: tuple[float, float] = (float("nan"), float("nan"))
+    r2_refit_ci: tuple[float, float] = (float("nan"), float("nan"))
+
+    @property
+    def reading(self) -> str:
+        """How the refitted probe reads the target, by the CI of the readout correlation.
+
+        ``"opposite"`` (:attr:`flipped`), ``"same"`` (both probes decode the target and the
+        readout CI lies above 0) or ``"undetermined"``.
+        """
+        if not (self.r2_normal_ci[0] > 0 and self.r2_refit_ci[0] > 0):
+            return "undetermined"
+        if self.readout_ci[1] < 0:
+            return "opposite"
+        if self.readout_ci[0] > 0:
+            return "same"
+        return "undetermined"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (JSON-able)."""
         out = asdict(self)
         out["sensors"], out["drop_ci"] = list(self.sensors), list(self.drop_ci)
+        out["readout_ci"], out["reading"] = list(self.readout_ci), self.reading
+        out["r2_normal_ci"], out["r2_refit_ci"] = list(self.r2_normal_ci), list(self.r2_refit_ci)
         return out
 
     def __str__(self) -> str:
@@ -129,8 +162,8 @@ class PolarityResult:
             f"  drop                                 {self.drop:+.3f}  95% CI [{self.drop_ci[0]:+.3f}, "
             f"{self.drop_ci[1]:+.3f}]",
             f"  probe refitted on negated sensors    {self.r2_refit:.3f}, readouts correlate "
-            f"{self.readout_correlation:+.3f} ({'flipped' if self.flipped else 'not flipped'}), "
-            f"weight cosine {self.cosine:+.3f}",
+            f"{self.readout_correlation:+.3f}  95% CI [{self.readout_ci[0]:+.3f}, {self.readout_ci[1]:+.3f}] "
+            f"({_READINGS[self.reading]}), weight cosine {self.cosine:+.3f}",
         ])
 
 
@@ -148,10 +181,13 @@ def polarity_test(
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
     recurrent_state: RecurrentState | None = None,
+    groups: Any = None,
+    split: str = "auto",
 ) -> PolarityResult:
     """Fit a ridge probe on normal observations, score it with ``sensors`` negated → :class:`PolarityResult`.
 
-    The folds, penalty choice and keywords are those of :func:`rli.probe` (ridge, no
+    The folds (grouped by ``groups`` / the ``episode`` label by default, ``split`` as in
+    :func:`rli.probe`), penalty choice and keywords are those of :func:`rli.probe` (ridge, no
     controls). Normal and inverted activations stream through together, so memory
     stays bounded. The policy's fingerprint is checked before and after: the test
     never changes it.
@@ -172,9 +208,9 @@ def polarity_test(
         (True, True, True)
     """
     opts = _options(kind="ridge", controls=False, folds=folds, seed=seed, alphas=alphas, standardize=standardize,
-                    control_seeds=1, chunk_size=chunk_size, pool=pool)
+                    control_seeds=1, chunk_size=chunk_size, pool=pool, groups=groups, split=split)
     checks.policy(policy)
-    y, name = _target(obs, target, "ridge")
+    y, name = probe_target(obs, target, "ridge")
     if y.shape[1] != 1:
         raise RliError(f"polarity_test takes one target column; target {name!r} has {y.shape[1]}")
     y = np.ldexp(y, -target_exponent(y))  # exact rescaling; only scale-free numbers come out
@@ -186,7 +222,8 @@ def polarity_test(
     resolved = policy.layer(layer)
     _check_ridge_width(resolved, pool)
     idx = _sensor_indices(sensors, int(np.prod(policy.obs_shape)))
-    ids = _fold_ids(y, opts.folds, opts.seed, stratify=False)
+    opts = replace(opts, fold_split=fold_split(obs, y, opts.folds, opts.seed, groups=groups, split=split))
+    ids = opts.fold_split.ids
     before = policy.fingerprint
     normal, inverted = Moments(opts.folds), Moments(opts.folds)
     seen = 0
@@ -221,12 +258,47 @@ def polarity_test(
     mean = s.x / s.n
     cov = s.xx - s.n * np.outer(mean, mean)
     correlation = _cosine(fit.coef, refit.coef, cov)
+    readout_ci = stats.cv_interval(fold_readout_correlations(normal, inverted, opts.alphas, opts.standardize))
+    normal_ci, refit_ci = stats.cv_interval(fit.fold_scores), stats.cv_interval(refit.fold_scores)
     return PolarityResult(
         layer=resolved.name, layer_index=resolved.index, target=name, sensors=tuple(int(i) for i in idx),
         r2_normal=float(fit.fold_scores.mean()), r2_inverted=float(fit.transfer_scores.mean()),
         drop=float(drops.mean()), drop_ci=stats.cv_interval(drops), r2_refit=float(refit.fold_scores.mean()),
         cosine=_cosine(fit.coef, refit.coef, np.eye(len(cov))), readout_correlation=correlation,
-        flipped=correlation < 0, alpha=float(fit.alpha), n=n, folds=opts.folds, seed=opts.seed)
+        flipped=bool(readout_ci[1] < 0 and normal_ci[0] > 0 and refit_ci[0] > 0), alpha=float(fit.alpha), n=n,
+        folds=opts.folds, seed=opts.seed, readout_ci=readout_ci, r2_normal_ci=normal_ci, r2_refit_ci=refit_ci)
+
+
+def fold_readout_correlations(normal: Moments, inverted: Moments, alphas: tuple[float, ...] | None,
+                              standardize: bool) -> np.ndarray:
+    """Per fold: the correlation, over that fold's held-out normal activations, of two probes fit on the other folds.
+
+    One probe is fit on ``normal`` (the activations of the normal observations), the
+    other on ``inverted`` (the same rows with the sensors negated), each with its penalty
+    chosen on its training folds as :func:`rli.probe` does. The correlation is measured in
+    the held-out fold's covariance, so no number reuses the rows it was fit on; the
+    K values give the CI behind :attr:`PolarityResult.flipped`.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> from rli.moments import Moments, accumulate, fold_order
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(200, 3)); y = x[:, :1]
+        >>> normal, inverted = Moments(5), Moments(5)
+        >>> order, bounds = fold_order(np.arange(200) % 5, 5)
+        >>> accumulate([(normal, x, y), (inverted, -x, y)], order, bounds)
+        >>> bool((rli.polarity.fold_readout_correlations(normal, inverted, None, False) < -0.99).all())
+        True
+    """
+    cols = slice(0, 1)
+    out = np.empty(normal.folds)
+    for f in range(normal.folds):
+        weights = []
+        for m in (normal, inverted):
+            fit = m.fit(f, standardize)
+            weights.append(fit.coef(fit.choose(alphas, cols), cols)[0][:, 0])
+        out[f] = _cosine(weights[0], weights[1], normal.fold(f).cxx)
+    return out
 
 
 def _cosine(a: np.ndarray, b: np.ndarray, metric: np.ndarray) -> float:

@@ -22,13 +22,11 @@ activations held in memory.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-import types
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,13 +35,24 @@ import torch
 from rli import checks, recurrent, stats
 from rli.capture import DEFAULT_CHUNK, ActivationChunk, Pool, capture, iter_activations
 from rli.errors import RliError
-from rli.moments import KernelMoments, Moments, accumulate, fit_bytes, fold_order, kept_bytes, ridge_moments
-from rli.network import Network
+from rli.moments import (
+    RELATIVE_GRID,
+    KernelFit,
+    KernelMoments,
+    Moments,
+    RidgeFit,
+    accumulate,
+    fit_bytes,
+    fold_order,
+    kept_bytes,
+    ridge_moments,
+)
 from rli.observations import ObsSet
 from rli.policy import Layer, LayerSpec, Policy
 from rli.recurrent import RecurrentState
 from rli.targets import resolve_target
 from rli.threads import WORKERS, one_blas_thread, run_all
+from rli.untrained import UntrainedInit, check_init, untrained_copy
 
 KINDS = ("ridge", "lasso", "mlp", "logistic")
 MAX_RIDGE_WIDTH = 4096
@@ -67,8 +76,13 @@ class ProbeResult:
     from the same distribution, and is wide when the folds disagree. (In simulation,
     tests/test_probes.py, it covers that value in about 92-98% of seeds.)
 
+    ``split`` says how the folds were made (``"grouped by episode, 5 folds, 37 groups"``,
+    or ``"rows (row-level K-fold), 5 folds"``) and ``n_groups`` how many groups (None for
+    rows); the CI treats folds, not rows, as the units, so it is honest on correlated rows
+    only when whole groups are held out.
+
     ``controls`` maps ``"untrained"`` (the same layer of the re-initialised network,
-    mean over seeds), ``"shuffled"`` (permuted targets, mean over seeds) and
+    mean over seeds), ``"shuffled"`` (targets permuted between groups, mean over seeds) and
     ``"raw_obs"`` (the observations as the network sees them, after its normaliser)
     to their scores; ``control_runs`` keeps the per-seed scores. ``selectivity`` is
     ``r2`` minus the best control (``None`` without controls).
@@ -106,6 +120,8 @@ class ProbeResult:
     seed: int
     standardize: bool
     notes: tuple[str, ...] = ()
+    split: str = "rows (row-level K-fold)"
+    n_groups: int | None = None
 
     @property
     def direction(self) -> np.ndarray:
@@ -141,13 +157,14 @@ class ProbeResult:
     def __str__(self) -> str:
         score = "R²" if self.metric == "r2" else "accuracy"
         head = (f"{self.kind} probe of {self.target!r} at layer {_layer_label(self.layer, self.layer_index)} "
-                f"({self.layer_type}, width {self.width}): n = {self.n}, {self.folds}-fold CV, seed {self.seed}")
+                f"({self.layer_type}, width {self.width}): n = {self.n}, split {self.split}, seed {self.seed}")
         rows = [("", f"held-out {score}", "95% CI")]
         rows.append((f"layer {_layer_label(self.layer, self.layer_index)}", f"{self.r2:.3f}",
                      f"[{self.ci[0]:.3f}, {self.ci[1]:.3f}]"))
         for name, value in self.controls.items():
             runs = self.control_runs.get(name, ())
-            label = _CONTROL_LABELS[name] + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")
+            label = _CONTROL_LABELS[name] + (" (between groups)" if name == "shuffled" and self.n_groups else "")
+            label += f" ({len(runs)} seeds)" if len(runs) > 1 else ""
             spread = f"seeds {min(runs):.3f}..{max(runs):.3f}" if len(runs) > 1 else ""
             rows.append((f"control: {label}", f"{value:.3f}", spread))
         if self.selectivity is not None:
@@ -177,17 +194,29 @@ def _layer_label(name: str, index: int | None) -> str:
     return str(index) if index is not None else repr(name)
 
 
-def routing_label(delta: float) -> str:
+def routing_label(delta: float, p_value: float | None = None, *, alpha: float = 0.05) -> str:
     """Name a change of probe score between consecutive layers.
 
-    ``ΔR² ≤ -0.3`` harmful, ``|ΔR²| < 0.1`` neutral, ``ΔR² ≥ 0.1`` beneficial,
-    otherwise (``-0.3 < ΔR² ≤ -0.1``) mixed.
+    With ``p_value`` (the multiplicity-adjusted p-value of the paired fold
+    difference, as :attr:`LayerProfile.routing` passes it), a change that is not
+    significant (``p_value >= alpha``) is ``"≈"``: the data do not show a change. A
+    significant change (or any change, without ``p_value``: the magnitude alone) is
+    named by its size: ``ΔR² ≤ -0.3`` harmful, ``|ΔR²| < 0.1`` neutral, ``ΔR² ≥ 0.1``
+    beneficial, otherwise (``-0.3 < ΔR² ≤ -0.1``) mixed.
 
     Example:
         >>> import rli
         >>> [rli.routing_label(d) for d in (-0.5, -0.2, 0.05, 0.3)]
         ['harmful', 'mixed', 'neutral', 'beneficial']
+        >>> rli.routing_label(0.3, p_value=0.2), rli.routing_label(0.3, p_value=0.001)
+        ('≈', 'beneficial')
     """
+    delta = checks.real(delta, "delta")
+    if p_value is not None:
+        if not 0.0 <= checks.real(p_value, "p_value") <= 1.0:
+            raise RliError(f"p_value must lie in [0, 1], got {p_value!r}")
+        if p_value >= stats.check_alpha(alpha):
+            return "≈"
     if delta <= -0.3:
         return "harmful"
     if abs(delta) < 0.1:
@@ -202,9 +231,20 @@ class LayerProfile:
     """Probe scores of one target across layers (from one capture), with ΔR² and a routing label per step.
 
     Indexed like activations: ``profile[5]``, ``profile["actor.5"]`` or by module name.
+
+    Every layer is scored on the same folds, so layers are compared fold by fold with
+    the corrected resampled paired t-test (:func:`rli.stats.cv_paired_ttest`). A
+    routing label names a step only when its fold difference is significant after
+    ``correction`` (Holm by default) over the profile's steps at level ``alpha``, else
+    ``"≈"``. ``best`` is the layer with the highest score, a point estimate;
+    ``best_set`` is a ``1 − alpha`` confidence set for the truly best layer: every
+    layer that no other layer beats significantly (one-sided, corrected over the
+    other layers), so a layer outside it is worse than some layer, with error ≤ alpha.
     """
 
     results: tuple[ProbeResult, ...]
+    correction: str = "holm"
+    alpha: float = 0.05
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -222,14 +262,47 @@ class LayerProfile:
         return tuple(b.r2 - a.r2 for a, b in zip(self.results, self.results[1:]))
 
     @property
+    def step_p_values(self) -> tuple[float, ...]:
+        """Adjusted (``correction``) two-sided p-value of each step's paired fold difference."""
+        if len(self.results) < 2:
+            return ()
+        raw = [stats.cv_paired_ttest(b.fold_scores, a.fold_scores)[1] for a, b in zip(self.results, self.results[1:])]
+        return tuple(float(p) for p in stats.adjust(raw, stats.check_correction(self.correction)))
+
+    @property
     def routing(self) -> tuple[str, ...]:
-        """:func:`routing_label` of each step."""
-        return tuple(routing_label(d) for d in self.deltas)
+        """:func:`routing_label` of each step, given its adjusted p-value: ``"≈"`` where no change is shown."""
+        return tuple(routing_label(d, p, alpha=self.alpha) for d, p in zip(self.deltas, self.step_p_values))
 
     @property
     def best(self) -> ProbeResult:
-        """The layer with the highest held-out score."""
+        """The layer with the highest held-out score (a point estimate: see :attr:`best_set` for its uncertainty)."""
         return max(self.results, key=lambda r: r.r2)
+
+    @property
+    def worse_p_values(self) -> tuple[float, ...]:
+        """Per layer: adjusted p-value that some other layer scores higher (one-sided fold comparisons).
+
+        The smallest one-sided p-value over the other layers, times their number under
+        ``"holm"`` or ``"bonferroni"`` (for "is any rejected" the two coincide), or
+        plain under ``"none"``.
+        """
+        correction = stats.check_correction(self.correction)
+        out = []
+        for j, r in enumerate(self.results):
+            others = [stats.cv_paired_ttest(o.fold_scores, r.fold_scores, alternative="greater")[1]
+                      for i, o in enumerate(self.results) if i != j]
+            if not others:
+                out.append(1.0)
+                continue
+            out.append(float(min(stats.adjust(others, correction))))
+        return tuple(out)
+
+    @property
+    def best_set(self) -> tuple[ProbeResult, ...]:
+        """Layers the data cannot tell from the best: none scores significantly below another (1 − alpha set)."""
+        alpha = stats.check_alpha(self.alpha)
+        return tuple(r for r, p in zip(self.results, self.worse_p_values) if p >= alpha)
 
     def __getitem__(self, key: LayerSpec) -> ProbeResult:
         for r in self.results:
@@ -244,12 +317,14 @@ class LayerProfile:
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (JSON-able)."""
         return {"layers": list(self.layers), "r2": list(self.r2), "deltas": list(self.deltas),
-                "routing": list(self.routing), "results": [r.to_dict() for r in self.results]}
+                "routing": list(self.routing), "step_p_values": list(self.step_p_values),
+                "correction": self.correction, "alpha": self.alpha, "best": self.best.layer,
+                "best_set": [r.layer for r in self.best_set], "results": [r.to_dict() for r in self.results]}
 
     def __str__(self) -> str:
         first = self.results[0]
         score = "R²" if first.metric == "r2" else "acc"
-        head = f"{first.kind} probe profile of {first.target!r}: n = {first.n}, {first.folds}-fold CV, seed {first.seed}"
+        head = f"{first.kind} probe profile of {first.target!r}: n = {first.n}, split {first.split}, seed {first.seed}"
         with_controls = any(r.selectivity is not None for r in self.results)
         rows = [("layer", "name", "type", "width", score, "95% CI", f"Δ{score}", "routing")
                 + (("best control", "selectivity") if with_controls else ())]
@@ -264,7 +339,13 @@ class LayerProfile:
                         if r.selectivity is not None else ("", ""))
             rows.append(row)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        return "\n".join([head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows])
+        best = ", ".join(_layer_label(r.layer, r.layer_index) for r in self.best_set)
+        notes = [f"routing names a step only where the paired fold difference is significant (corrected resampled t, "
+                 f"{self.correction} over {len(self.deltas)} steps, alpha {self.alpha:g}), else ≈",
+                 f"highest {score}: layer {_layer_label(self.best.layer, self.best.layer_index)}; not significantly "
+                 f"below any other layer ({1 - self.alpha:.0%} set for the best): {best}"]
+        return "\n".join([head] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+                         + notes)
 
 
 # ------------------------------------------------------------------------------------- public API
@@ -284,6 +365,9 @@ def probe(
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
     recurrent_state: RecurrentState | None = None,
+    groups: Any = None,
+    split: str = "auto",
+    untrained_init: Any = None,
 ) -> ProbeResult:
     """Decode ``target`` from the activations of ``layer``: held-out score, 95% CI and controls.
 
@@ -303,6 +387,8 @@ def probe(
             accuracy, balanced accuracy and chance; ``C = 1/alpha`` by 3-fold CV).
         controls: compute the untrained, shuffled-label and raw-observation controls.
         folds: K of the K-fold split (shuffled with ``seed``; stratified for logistic).
+            The split is grouped (see ``groups`` / ``split``): too few groups for K folds
+            is an :class:`~rli.RliError` naming the fixes.
         seed: seeds the split, the shuffled labels (``default_rng([seed, i])``) and
             the untrained networks (``torch.manual_seed(seed + i)``).
         alphas: candidate penalties in scikit-learn's units (``Ridge(alpha)`` /
@@ -323,6 +409,21 @@ def probe(
             :meth:`rli.ObsSet.from_rollouts`). The untrained control networks replay their
             own states along the same episodes (or start fresh with ``"fresh"``); the
             result's notes say which was used.
+        groups: one group id per observation (an array, or a label name of ``obs``):
+            rows of a group are held out together in the outer K-fold and in every
+            inner split (ridge's penalty, lasso's and logistic's inner CV, the MLP's
+            early-stopping validation set), and the shuffled-label control permutes
+            whole groups' target sequences between groups.
+        split: ``"auto"`` (default): by ``groups`` if given, else by the ``episode``
+            label when ``obs`` has one (:meth:`rli.ObsSet.from_rollouts` records it),
+            else by rows; ``"groups"`` insists on a grouped split; ``"blocks"`` cuts an
+            :meth:`rli.ObsSet.grid` into contiguous blocks along its axes
+            (:func:`fold_split`); ``"rows"`` is row-level K-fold, honest only for
+            exchangeable rows (rollout steps of one episode are not). The result's
+            ``split`` and ``n_groups`` say which was used.
+        untrained_init: how the untrained control networks are initialised: a callable
+            ``(module, seed) -> None`` that re-initialises the policy's torch module in
+            place, or ``None`` for the policy's own initialiser.
 
     Example:
         >>> import numpy as np, torch, torch.nn as nn, rli
@@ -330,11 +431,15 @@ def probe(
         >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2)))
         >>> x = np.random.default_rng(0).normal(size=(600, 4))
         >>> result = rli.probe(policy, x, x[:, 0] - x[:, 1], layer=1)
-        >>> result.r2 > 0.95, result.ci[0] > 0.9, result.controls["shuffled"] < 0.05
-        (True, True, True)
+        >>> result.r2 > 0.95, result.ci[0] > 0.9, result.controls["shuffled"] < 0.05, result.split
+        (True, True, True, 'rows (row-level K-fold), 5 folds')
+        >>> episodes = rli.ObsSet(x, {"episode": np.repeat(np.arange(20), 30)})
+        >>> rli.probe(policy, episodes, x[:, 0], layer=1, controls=False).split
+        'grouped by episode, 5 folds, 20 groups'
     """
     return _run(policy, obs, target, [layer], _options(kind, controls, folds, seed, alphas, standardize,
-                                                      control_seeds, chunk_size, pool, recurrent_state))[0]
+                                                      control_seeds, chunk_size, pool, recurrent_state, groups,
+                                                      split, untrained_init))[0]
 
 
 def probe_layers(
@@ -353,10 +458,13 @@ def probe_layers(
     chunk_size: int = DEFAULT_CHUNK,
     pool: Pool = "flatten",
     recurrent_state: RecurrentState | None = None,
+    groups: Any = None,
+    split: str = "auto",
+    untrained_init: Any = None,
 ) -> LayerProfile:
     """Probe every layer of the actor trunk (or ``layers``) from one capture → :class:`LayerProfile`.
 
-    Same keywords and the same folds as :func:`probe`; each untrained control network
+    Same keywords (``groups``, ``split`` included) and the same folds as :func:`probe`; each untrained control network
     is also captured once for all layers.
 
     Example:
@@ -381,7 +489,8 @@ def probe_layers(
         raise RliError(f"layers must be a list of layers (or None for the whole actor trunk), not {layers!r}")
     if not specs:
         raise RliError("layers is empty; pass None for the whole actor trunk or a list of layers")
-    opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool, recurrent_state)
+    opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool, recurrent_state,
+                    groups, split, untrained_init)
     return LayerProfile(tuple(_run(policy, obs, target, specs, opts)))
 
 
@@ -398,10 +507,25 @@ class _Options:
     chunk_size: int
     pool: Pool
     recurrent_state: RecurrentState | None = None
+    groups: Any = None
+    split: str = "auto"
+    untrained_init: Any = None
+    fold_split: FoldSplit | None = None  # resolved by _run from groups / split and the observations
+
+
+def _split_groups(opts: _Options) -> np.ndarray | None:
+    """Each row's group code under the resolved split (None: row-level folds)."""
+    return None if opts.fold_split is None else opts.fold_split.groups
 
 
 def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, standardize: bool,
-             control_seeds: int, chunk_size: int, pool: Pool, recurrent_state: Any = None) -> _Options:
+             control_seeds: int, chunk_size: int, pool: Pool, recurrent_state: Any = None, groups: Any = None,
+             split: str = "auto", untrained_init: Any = None) -> _Options:
+    if not isinstance(split, str) or split not in SPLITS:
+        raise RliError(f"split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
+    if groups is not None and split in ("rows", "blocks"):
+        raise RliError(f"groups= and split={split!r} contradict each other; pass one of them")
+    check_init(untrained_init)
     if not isinstance(kind, str) or kind not in KINDS:
         raise RliError(f"unknown probe kind {kind!r}; choose one of {', '.join(KINDS)}")
     if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
@@ -423,11 +547,11 @@ def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, stan
         alphas = grid
     return _Options(kind, checks.flag(controls, "controls"), int(folds), int(seed), alphas,
                     checks.flag(standardize, "standardize"), int(control_seeds), int(chunk_size), pool,
-                    recurrent.check_mode(recurrent_state))
+                    recurrent.check_mode(recurrent_state), groups, split, untrained_init)
 
 
 # ----------------------------------------------------------------------------------------- target
-def _target(obs: Any, target: Any, kind: str) -> tuple[np.ndarray, str]:
+def probe_target(obs: Any, target: Any, kind: str) -> tuple[np.ndarray, str]:
     """The target as (n, k) float64 (regression) or (n,) class labels (logistic), and its name.
 
     Any form :func:`rli.targets.resolve_target` takes: a label name, ``"obs[I]"``, an array, ``(name, array)``.
@@ -472,13 +596,165 @@ def _classes(values: np.ndarray, name: str) -> np.ndarray:
     return values
 
 
-def _fold_ids(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarray:
-    from sklearn.model_selection import KFold, StratifiedKFold
+SPLITS = ("auto", "groups", "rows", "blocks")
 
+
+@dataclass(frozen=True, eq=False)
+class FoldSplit:
+    """How a probe's observations were split into K folds: which fold each row is held out in, and its group.
+
+    ``kind`` is ``"groups"`` (whole groups, e.g. episodes, held out together), ``"blocks"``
+    (contiguous blocks of a grid) or ``"rows"`` (row-level K-fold, for exchangeable rows
+    only). ``groups`` holds each row's group code (0..n_groups-1; ``None`` for rows).
+    """
+
+    ids: np.ndarray
+    groups: np.ndarray | None
+    kind: str
+    by: str | None
+    n_groups: int | None
+    folds: int
+
+    @property
+    def description(self) -> str:
+        """One line for results and reports, e.g. ``"grouped by episode, 5 folds, 37 groups"``."""
+        if self.kind == "rows":
+            return f"rows (row-level K-fold), {self.folds} folds"
+        if self.kind == "blocks":
+            return f"spatial blocks of the grid ({self.by}), {self.folds} folds, {self.n_groups} blocks"
+        return f"grouped by {self.by}, {self.folds} folds, {self.n_groups} groups"
+
+
+def group_folds(groups: np.ndarray, folds: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """Fold id of each row such that every group (code 0..G-1) sits in exactly one fold.
+
+    The groups are shuffled with ``seed`` and each, in that order, goes to the fold with
+    the fewest rows so far (deterministic, row-balanced). With ``labels`` (class labels)
+    the assignment is scikit-learn's ``StratifiedGroupKFold(shuffle=True)``.
+
+    Example:
+        >>> ids = group_folds(np.repeat(np.arange(6), 10), 3, seed=0)
+        >>> sorted(np.bincount(ids).tolist()), all(len(set(ids[g * 10:(g + 1) * 10])) == 1 for g in range(6))
+        ([20, 20, 20], True)
+    """
+    groups = np.asarray(groups)
+    n_groups = int(groups.max()) + 1
+    if n_groups < folds:
+        raise RliError(f"{folds} folds need at least {folds} groups; got {n_groups}")
+    ids = np.empty(len(groups), dtype=np.int64)
+    if labels is not None:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "least populated class has fewer members than n_splits"
+            splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+            for f, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), labels, groups)):
+                ids[test] = f
+        return ids
+    sizes = np.bincount(groups, minlength=n_groups)
+    fold_of = np.empty(n_groups, dtype=np.int64)
+    rows = np.zeros(folds, dtype=np.int64)
+    for g in np.random.default_rng(seed).permutation(n_groups):
+        fold_of[g] = f = int(np.argmin(rows))
+        rows[f] += sizes[g]
+    ids[:] = fold_of[groups]
+    return ids
+
+
+def fold_split(obs: Any, y: np.ndarray, folds: int, seed: int, *, groups: Any = None, split: str = "auto",
+               stratify: bool = False) -> FoldSplit:
+    """The K-fold split a probe uses: grouped by ``groups`` (an array or a label name of ``obs``), by the
+    ``episode`` label for rollout observations (``split="auto"``), by contiguous grid blocks
+    (``split="blocks"``), or by rows (``split="rows"``, only when asked).
+
+    Too few groups for the folds is an :class:`RliError`. Grid blocks cut each grid axis
+    into ``ceil((4·folds)^(1/axes))`` contiguous pieces (at most its length): 25 blocks of
+    a 2-D grid for 5 folds.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> obs = rli.ObsSet(np.zeros((40, 2)), {"episode": np.repeat(np.arange(8), 5)})
+        >>> fold_split(obs, np.zeros(40), 4, seed=0).description
+        'grouped by episode, 4 folds, 8 groups'
+    """
     n = len(y)
+    if not isinstance(split, str) or split not in SPLITS:
+        raise RliError(f"split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
     if n < 2 * folds:
         raise RliError(f"{folds}-fold probing needs at least {2 * folds} observations (2 per fold); got {n}: "
                        "use more observations or lower folds=")
+    if groups is not None and split in ("rows", "blocks"):
+        raise RliError(f"groups= and split={split!r} contradict each other; pass one of them")
+    labels = y if stratify else None
+    if split == "rows" or (split == "auto" and groups is None and not _has_episodes(obs)):
+        return FoldSplit(_row_folds(y, folds, seed, stratify), None, "rows", None, None, folds)
+    if split == "blocks":
+        codes, by = _grid_blocks(obs, folds, n)
+        kind = "blocks"
+    else:
+        if groups is None and split == "groups":
+            if not _has_episodes(obs):
+                raise RliError("split='groups' needs groups= (an array or a label name) or observations with an "
+                               "'episode' label (rli.ObsSet.from_rollouts records one)")
+        spec = "episode" if groups is None else groups
+        codes, by = _group_codes(obs, spec, n)
+        kind = "groups"
+    n_groups = int(codes.max()) + 1
+    if n_groups < folds:
+        raise RliError(f"{folds}-fold probing grouped by {by} needs at least {folds} groups; got {n_groups}: use "
+                       f"fewer folds (folds={max(2, n_groups)}), more episodes/groups, or split='rows' knowingly "
+                       "(rows of one group then sit in training and test folds, which inflates the score)")
+    ids = group_folds(codes, folds, seed, labels)
+    if stratify:
+        for f in range(folds):
+            if np.unique(y[ids != f]).size < 2:
+                raise RliError(f"with the split grouped by {by}, training fold {f} holds only one class; use more "
+                               "groups, fewer folds, or groups whose labels vary")
+    return FoldSplit(ids, codes, kind, by, n_groups, folds)
+
+
+def _has_episodes(obs: Any) -> bool:
+    return isinstance(obs, ObsSet) and "episode" in obs.labels
+
+
+def _group_codes(obs: Any, spec: Any, n: int) -> tuple[np.ndarray, str]:
+    """Group codes 0..G-1 (in order of first appearance) from a label name or an array of group ids."""
+    if isinstance(spec, str):
+        if not isinstance(obs, ObsSet) or spec not in obs.labels:
+            have = ", ".join(sorted(obs.labels)) if isinstance(obs, ObsSet) else "none (obs is not an rli.ObsSet)"
+            raise RliError(f"groups={spec!r} is not a label of obs (labels: {have}); pass an array of group ids "
+                           "or a label name")
+        values, by = np.asarray(obs.labels[spec]), spec
+    else:
+        values, by = np.asarray(spec), "the given groups"
+    if values.ndim != 1 or len(values) != n:
+        raise RliError(f"groups must give one group id per observation ({n}); got shape {values.shape}")
+    if values.dtype == object or (values.dtype.kind == "f" and not np.all(np.isfinite(values))):
+        raise RliError("groups must be integers or strings without NaN (one id per observation)")
+    _, first, codes = np.unique(values, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # codes in order of first appearance
+    return rank[codes.ravel()].astype(np.int64), by
+
+
+def _grid_blocks(obs: Any, folds: int, n: int) -> tuple[np.ndarray, str]:
+    """Block codes of a product grid (``ObsSet.grid``, ``"ij"`` order): each axis cut into contiguous pieces."""
+    shape = obs.meta.get("grid_shape") if isinstance(obs, ObsSet) else None
+    if not shape or int(np.prod(shape)) != n:
+        raise RliError("split='blocks' needs the observations of rli.ObsSet.grid(...) (its meta['grid_shape']); for "
+                       "other data pass groups= (an array of block ids)")
+    pieces = [min(int(s), math.ceil((4 * folds) ** (1 / len(shape)) - 1e-9)) for s in shape]
+    index = np.indices(shape).reshape(len(shape), -1)
+    block = np.zeros(n, dtype=np.int64)
+    for axis, (size, cut) in enumerate(zip(shape, pieces)):
+        block = block * cut + index[axis] * cut // int(size)
+    _, codes = np.unique(block, return_inverse=True)
+    return codes.ravel().astype(np.int64), "×".join(map(str, pieces))
+
+
+def _row_folds(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarray:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    n = len(y)
     if stratify:
         labels, counts = np.unique(y, return_counts=True)
         if counts.min() < folds:
@@ -493,8 +769,29 @@ def _fold_ids(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarra
     return ids
 
 
-def _shuffled(y: np.ndarray, seed: int, i: int) -> np.ndarray:
-    return y[np.random.default_rng([seed, i]).permutation(len(y))]
+def _fold_ids(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarray:
+    """Row-level fold ids (the ``split="rows"`` folds)."""
+    return fold_split(None, y, folds, seed, split="rows", stratify=stratify).ids
+
+
+def _shuffled(y: np.ndarray, groups: np.ndarray | None, seed: int, i: int) -> np.ndarray:
+    """The label-permutation control's target: whole groups' target sequences permuted between groups.
+
+    Group g receives the target sequence of group ``perm[g]`` (``default_rng([seed, i])``),
+    in its order, repeated cyclically or truncated to g's length, so each group keeps a
+    real within-group sequence (an episode's drift, a block's smoothness) but no longer
+    its own. Without groups (``split="rows"``) the rows are permuted.
+    """
+    rng = np.random.default_rng([seed, i])
+    if groups is None:
+        return y[rng.permutation(len(y))]
+    order = np.argsort(groups, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(groups))])
+    members = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    out = np.empty_like(y)
+    for rows, source in zip(members, (members[g] for g in rng.permutation(len(members)))):
+        out[rows] = y[source[np.arange(len(rows)) % len(source)]]
+    return out
 
 
 def _obs_length(obs: Any) -> int | None:
@@ -508,61 +805,10 @@ def _obs_length(obs: Any) -> int | None:
 
 
 # -------------------------------------------------------------------------------- untrained copies
-def _clone_network(net: Network) -> Network:
-    """Deep copy of a network whose run/step closures call the copied modules, not the original ones.
-
-    ``copy.deepcopy`` shares functions, so a ``run_actor`` lambda would keep calling the
-    original module. Functions with closures are re-created with deep-copied cells
-    (registered in the memo first, so every reference to them is rebound the same way).
-    """
-    memo: dict[int, Any] = {}
-
-    def rebind(value: Any) -> None:
-        if isinstance(value, types.FunctionType) and value.__closure__ and id(value) not in memo:
-            cells = tuple(types.CellType() for _ in value.__closure__)
-            clone = types.FunctionType(value.__code__, value.__globals__, value.__name__, value.__defaults__, cells)
-            clone.__kwdefaults__ = copy.deepcopy(value.__kwdefaults__, memo)
-            memo[id(value)] = clone
-            memo.setdefault(id(memo), []).append(value)
-            for new, old in zip(cells, value.__closure__):
-                rebind(old.cell_contents)
-                new.cell_contents = copy.deepcopy(old.cell_contents, memo)
-        elif hasattr(value, "__dataclass_fields__"):
-            for f in fields(value):
-                rebind(getattr(value, f.name))
-
-    copy.deepcopy(net.root, memo)
-    rebind(net)
-    return copy.deepcopy(net, memo)
-
-
-def _untrained_policy(policy: Policy, seed: int) -> Policy:
-    """A copy of ``policy`` with every module's ``reset_parameters()`` run under ``torch.manual_seed(seed)``.
-
-    The original is untouched (its fingerprint does not change) and the global torch RNG
-    state is restored. Parameters of modules without ``reset_parameters`` (SB3's
-    ``log_std``, for instance) keep their values; they do not feed hidden layers.
-    """
-    net = _clone_network(policy._net)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        for module in net.root.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    clone = Policy(net, normalizer=policy.normalizer, source=f"untrained copy (seed {seed}) of {policy.source}")
-    called = []
-    handles = [m.register_forward_hook(lambda *_: called.append(True)) for m in policy.module.modules()]
-    try:
-        with clone.inference():
-            net.run_actor(clone._tensor(np.zeros((1, *clone.obs_shape), dtype=net.obs_dtype)))
-    finally:
-        for handle in handles:
-            handle.remove()
-    if called:
-        raise RliError("cannot build the untrained-network control for this policy: a copy of it still runs the "
-                       "original modules; pass controls=False")
-    return clone
+def _untrained_policy(policy: Policy, seed: int, init: UntrainedInit = None) -> Policy:
+    """The untrained-network control's copy of ``policy``: :func:`rli.untrained.untrained_copy` (the policy's own
+    initialiser by default, SB3's orthogonal gains for SB3 actor-critic policies); ``.untrained_init`` names it."""
+    return untrained_copy(policy, seed, init)
 
 
 def _raw_features(policy: Policy, obs: np.ndarray) -> np.ndarray:
@@ -588,6 +834,60 @@ class _Outcome(NamedTuple):
     transfer_scores: np.ndarray | None = None
 
 
+def _candidates(fit: RidgeFit | KernelFit, alphas: tuple[float, ...] | None) -> np.ndarray:
+    """The penalties a fit chooses among: the relative grid times its Gram scale, or the user's."""
+    return fit.base * RELATIVE_GRID if alphas is None else np.asarray(alphas, dtype=np.float64)
+
+
+def _grid_scores(m: Moments | KernelMoments, fit: RidgeFit | KernelFit, grid: np.ndarray, fold: int,
+                 cols: slice) -> np.ndarray:
+    """Held-out R² (mean over the outputs in ``cols``) on ``fold`` of ``fit`` at each penalty of ``grid``."""
+    if isinstance(fit, KernelFit):  # one pass of the reflectors for every penalty at once
+        dual = fit.dual[:, cols]
+        stacked = np.hstack([dual / (fit.lam + a)[:, None] for a in grid])
+        w_all = fit.z.T @ fit.tridiagonal.expand(stacked) / fit.scale[:, None]
+        k = dual.shape[1]
+        models = [(w_all[:, i * k:(i + 1) * k], fit.mean_y[cols] - fit.mean_x @ w_all[:, i * k:(i + 1) * k])
+                  for i in range(len(grid))]
+    else:
+        models = [fit.coef(a, cols) for a in grid]
+    return np.asarray([float(m.r2(fold, w, c, cols).mean()) for w, c in models])
+
+
+def _fit_without(m: Moments | KernelMoments, held: tuple[int, ...], folds: int,
+                 standardize: bool) -> RidgeFit | KernelFit:
+    """The ridge fit of every fold but those in ``held`` (the inner training sets of a grouped split)."""
+    keep = [f for f in range(folds) if f not in held]
+    if isinstance(m, KernelMoments):
+        parts = [m.rows(f, held_out=True) for f in keep]
+        return KernelFit(np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]), standardize)
+    return RidgeFit(m.sums(keep), standardize)
+
+
+def _inner_ridge_scores(m: Moments | KernelMoments, groups: Sequence[slice], opts: _Options,
+                        standardize: bool) -> np.ndarray:
+    """Grouped inner CV of the ridge penalty from the per-fold statistics: for outer fold f, each other fold g is
+    held out of f's training folds in turn (one fit per pair of folds, shared by f and g). Scores are indexed by
+    the candidate's position in its fit's grid (a penalty relative to the training Gram's scale, or the user's).
+
+    Returns (column groups × folds × candidates) summed inner R²."""
+    size = len(RELATIVE_GRID) if opts.alphas is None else len(opts.alphas)
+    inner = np.zeros((len(groups), opts.folds, size))
+    pairs = [(f, g) for f in range(opts.folds) for g in range(f + 1, opts.folds)]
+
+    def score_pair(pair: tuple[int, int]) -> None:
+        f, g = pair
+        fit = _fit_without(m, pair, opts.folds, standardize)
+        grid = _candidates(fit, opts.alphas)
+        for i, cols in enumerate(groups):
+            inner[i, f] += _grid_scores(m, fit, grid, g, cols)
+            inner[i, g] += _grid_scores(m, fit, grid, f, cols)
+
+    for pair in pairs:
+        score_pair(pair)
+    return inner
+
+
 def _ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: _Options, standardize: bool,
                     transfer: Moments | KernelMoments | None = None, full: bool = True) -> list[_Outcome]:
     """Held-out scores (penalty chosen inside each training fold) and the full fit, for each column group.
@@ -596,16 +896,31 @@ def _ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: _
     (the same rows seen through other features, e.g. after a sensor inversion). With
     ``full=False`` the fit on all rows is skipped (controls need only their held-out scores):
     ``coef``, ``intercept`` and ``alpha`` are then None.
+
+    Row-level folds choose the penalty by GCV (leave-one-out in closed form). Grouped folds
+    choose it by grouped inner K-fold instead (GCV, a leave-one-*row*-out criterion,
+    under-penalises when neighbouring rows are correlated): fold f's penalty by holding out
+    each other fold of its training set in turn, the full fit's by the outer folds.
     """
     scores = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
     moved = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
     out = []
     fold_alphas = np.zeros((len(groups), opts.folds))
+    inner_cv = _split_groups(opts) is not None and (opts.alphas is None or len(opts.alphas) > 1)
+    size = len(RELATIVE_GRID) if opts.alphas is None else len(opts.alphas)
+    inner = _inner_ridge_scores(m, groups, opts, standardize) if inner_cv else None
+    outer = np.zeros((len(groups), opts.folds, size))
 
     def score_fold(f: int) -> None:
         fit = m.fit(f, standardize)
         for g, cols in enumerate(groups):
-            fold_alphas[g, f] = alpha = fit.choose(opts.alphas, cols)
+            if inner is not None:
+                grid = _candidates(fit, opts.alphas)
+                alpha = float(grid[int(np.argmax(inner[g, f]))])
+                outer[g, f] = _grid_scores(m, fit, grid, f, cols) if full else 0.0
+            else:
+                alpha = fit.choose(opts.alphas, cols)
+            fold_alphas[g, f] = alpha
             model = fit.coef(alpha, cols)
             scores[g][f] = m.r2(f, *model, cols)
             if transfer is not None:
@@ -623,7 +938,8 @@ def _ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: _
         for g, cols in enumerate(groups):
             coef = intercept = alpha = None
             if whole is not None:
-                alpha = whole.choose(opts.alphas, cols)
+                alpha = (whole.choose(opts.alphas, cols) if inner is None
+                         else float(_candidates(whole, opts.alphas)[int(np.argmax(outer[g].sum(axis=0)))]))
                 w, c = whole.coef(alpha, cols)
                 single = w.shape[1] == 1
                 coef, intercept = (w[:, 0], float(c[0])) if single else (w, c)
@@ -686,7 +1002,7 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
     exponent = target_exponent(y)
     y = np.ldexp(y, -exponent)
     seeds = opts.control_seeds if opts.controls else 0
-    y_all = np.hstack([y] + [_shuffled(y, opts.seed, i) for i in range(seeds)])
+    y_all = np.hstack([y] + [_shuffled(y, _split_groups(opts), opts.seed, i) for i in range(seeds)])
     names = [layer.name for layer in layers]
     raw_width = int(np.prod(policy.obs_shape))
     raw_note = ()
@@ -702,7 +1018,7 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
                               + max(fit_bytes(d, n) for d, _ in known) * min(WORKERS, opts.folds),
                               "the ridge statistics of this probe")
     trained = {name: ridge_moments(opts.folds, widths[name], n) for name in names}
-    copies = [_untrained_policy(policy, opts.seed + i) for i in range(seeds)]
+    copies = [_untrained_policy(policy, opts.seed + i, opts.untrained_init) for i in range(seeds)]
     untrained = [{name: ridge_moments(opts.folds, widths[name], n) for name in names} for _ in copies]
     raw = ridge_moments(opts.folds, raw_width, n) if with_raw else None
     seen = 0
@@ -742,8 +1058,8 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
             float(np.ldexp(fit.intercept, exponent)) if np.ndim(fit.intercept) == 0 else np.ldexp(fit.intercept, exponent)))
         if opts.controls:
             controls[name] = {
-                "untrained": [_ridge_outcomes(m[name], main, opts, opts.standardize, full=False)[0]
-                              for m in untrained],
+                "untrained": [_named_init(_ridge_outcomes(m[name], main, opts, opts.standardize, full=False)[0], c)
+                              for m, c in zip(untrained, copies)],
                 "shuffled": outcomes[1:],
             }
             if raw_outcome is not None:
@@ -751,8 +1067,84 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
     return results, controls
 
 
+def _named_init(outcome: _Outcome, clone: Any) -> _Outcome:
+    """An untrained control's outcome, noting how its network was initialised."""
+    return outcome._replace(notes=(*outcome.notes, f"initialised with {clone.untrained_init}"))
+
+
 # ------------------------------------------------------------------------------ scikit-learn probes
-def _sk_model(opts: _Options, standardize: bool, multi: bool) -> Any:
+_INNER_FOLDS = 3
+_MLP_VALIDATION_FOLDS = 10  # one group-fold of ten: about scikit-learn's validation_fraction=0.1
+
+
+def _inner_splits(groups: np.ndarray | None, y: np.ndarray, folds: int, seed: int,
+                  stratify: bool) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Grouped (train, test) index pairs for an inner CV over the given rows (None: row-level, the model's own)."""
+    if groups is None:
+        return None
+    _, codes = np.unique(groups, return_inverse=True)
+    codes = codes.ravel()
+    n_groups = int(codes.max()) + 1
+    if n_groups < 2:
+        raise RliError("a training fold holds a single group, so its inner split (penalty choice / early stopping) "
+                       "cannot be grouped; use more groups (episodes) or fewer folds")
+    ids = group_folds(codes, min(folds, n_groups), seed, y if stratify else None)
+    splits = [(np.flatnonzero(ids != f), np.flatnonzero(ids == f)) for f in range(int(ids.max()) + 1)]
+    if stratify and any(np.unique(y[train]).size < 2 for train, _ in splits):
+        raise RliError("an inner training split of the grouped logistic probe holds one class only; use more "
+                       "groups (episodes), fewer folds, or a single penalty (alphas=...)")
+    return splits
+
+
+class _GroupedMLP:
+    """The mlp probe with early stopping on whole held-out groups (scikit-learn's own split is row-level).
+
+    Inputs and target standardised on the training rows; ``MLPRegressor`` (adam, the
+    same settings as the row-level probe) trained one epoch at a time (``partial_fit``) on
+    the groups outside a validation group-fold (about 10% of the groups); training stops
+    after 10 epochs without a validation-R² gain above 1e-4 (at most 500) and the weights of
+    the best epoch are kept, as scikit-learn's ``early_stopping`` does with its row-level split.
+    """
+
+    def __init__(self, alpha: float, seed: int, groups: np.ndarray) -> None:
+        self.alpha, self.seed, self.groups = alpha, seed, groups
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _GroupedMLP:
+        from sklearn.neural_network import MLPRegressor
+        from sklearn.preprocessing import StandardScaler
+
+        train, val = _inner_splits(self.groups, y, _MLP_VALIDATION_FOLDS, self.seed, stratify=False)[0]
+        self.x_scaler = StandardScaler().fit(x[train])
+        self.y_scaler = StandardScaler().fit(y[train].reshape(len(train), -1))
+        xs = self.x_scaler.transform(x)
+        ys = self.y_scaler.transform(y.reshape(len(y), -1))
+        ys = ys[:, 0] if y.ndim == 1 else ys
+        self.mlp = MLPRegressor(hidden_layer_sizes=_MLP_HIDDEN, alpha=self.alpha, random_state=self.seed)
+        best, best_weights, stale = -np.inf, None, 0
+        for _ in range(500):
+            self.mlp.partial_fit(xs[train], ys[train])
+            score = self.mlp.score(xs[val], ys[val])
+            if score > best + 1e-4 or best_weights is None:
+                stale = 0
+            else:
+                stale += 1
+            if score > best or best_weights is None:
+                best = score
+                best_weights = ([c.copy() for c in self.mlp.coefs_], [b.copy() for b in self.mlp.intercepts_])
+            if stale > 10:
+                break
+        self.mlp.coefs_, self.mlp.intercepts_ = best_weights
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = self.y_scaler.inverse_transform(self.mlp.predict(self.x_scaler.transform(x)).reshape(len(x), -1))
+        return out[:, 0] if out.shape[1] == 1 else out
+
+
+def _sk_model(opts: _Options, standardize: bool, multi: bool, groups: np.ndarray | None = None,
+              y: np.ndarray | None = None) -> Any:
+    """The scikit-learn probe for one training set; with ``groups`` (those rows' group codes) every inner split
+    (lasso's and logistic's CV, the MLP's early-stopping set) holds out whole groups."""
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.linear_model import Lasso, LassoCV, LogisticRegression, MultiTaskLasso, MultiTaskLassoCV
     from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
@@ -767,17 +1159,22 @@ def _sk_model(opts: _Options, standardize: bool, multi: bool) -> Any:
             model = (MultiTaskLasso if multi else Lasso)(alpha=alphas[0], max_iter=5000)
         else:
             grid = {} if alphas is None else {"alphas": list(alphas)}
-            model = (MultiTaskLassoCV if multi else LassoCV)(cv=KFold(3, shuffle=True, random_state=opts.seed),
-                                                             max_iter=5000, **grid)
+            cv = _inner_splits(groups, y, _INNER_FOLDS, opts.seed, stratify=False)
+            model = (MultiTaskLassoCV if multi else LassoCV)(
+                cv=KFold(3, shuffle=True, random_state=opts.seed) if cv is None else cv, max_iter=5000, **grid)
         return make_pipeline(scaler, model)
     if opts.kind == "logistic":
         grid = alphas or _LOGISTIC_GRID
         model = LogisticRegression(C=1.0 / grid[0], max_iter=2000)
         if len(grid) > 1:
+            cv = _inner_splits(groups, y, _INNER_FOLDS, opts.seed, stratify=True)
             model = GridSearchCV(model, {"C": [1.0 / a for a in grid]},
-                                 cv=StratifiedKFold(3, shuffle=True, random_state=opts.seed))
+                                 cv=StratifiedKFold(3, shuffle=True, random_state=opts.seed) if cv is None else cv)
         return make_pipeline(scaler, model)
-    mlp = MLPRegressor(hidden_layer_sizes=_MLP_HIDDEN, alpha=alphas[0] if alphas else 1e-4, early_stopping=True,
+    alpha = alphas[0] if alphas else 1e-4
+    if groups is not None:
+        return _GroupedMLP(alpha, opts.seed, groups)
+    mlp = MLPRegressor(hidden_layer_sizes=_MLP_HIDDEN, alpha=alpha, early_stopping=True,
                        max_iter=500, random_state=opts.seed)
     return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
 
@@ -790,12 +1187,14 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, s
     classify = opts.kind == "logistic"
     target = y if classify or y.shape[1] > 1 else y[:, 0]
     multi = not classify and y.shape[1] > 1
+    groups = _split_groups(opts)
     scores, outputs, balanced = [], [], []
     with one_blas_thread(x.size < 2e7), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         for f in range(opts.folds):
             train, test = ids != f, ids == f
-            model = _sk_model(opts, standardize, multi).fit(x[train], target[train])
+            inner = None if groups is None else groups[train]
+            model = _sk_model(opts, standardize, multi, inner, target[train]).fit(x[train], target[train])
             predicted = model.predict(x[test])
             if classify:
                 scores.append(float(np.mean(predicted == target[test])))
@@ -804,7 +1203,7 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, s
                 per_output = np.atleast_1d(r2_score(target[test], predicted, multioutput="raw_values"))
                 outputs.append(per_output)
                 scores.append(float(per_output.mean()))
-        final = _sk_model(opts, standardize, multi).fit(x, target)
+        final = _sk_model(opts, standardize, multi, groups, target).fit(x, target)
         unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     notes = (f"{opts.kind} did not converge in {unconverged} of {opts.folds + 1} fits",) if unconverged else ()
     coef, intercept, alpha, nonzero = _sk_weights(final, opts.kind)
@@ -815,7 +1214,7 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, s
 def _sk_weights(model: Any, kind: str) -> tuple[np.ndarray | None, Any, float | None, int | None]:
     """Weights in raw feature space (undoing the pipeline's scaler), intercept, chosen penalty, features used."""
     if kind == "mlp":
-        return None, None, float(model.regressor_[-1].alpha), None
+        return None, None, float(model.alpha if isinstance(model, _GroupedMLP) else model.regressor_[-1].alpha), None
     scaler, est = model[0], model[-1]
     if hasattr(est, "best_estimator_"):
         est = est.best_estimator_
@@ -850,13 +1249,16 @@ def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: n
     if opts.controls:
         seeds = range(opts.control_seeds)
         clone_mode = _control_mode(policy, opts)
-        copies = [capture(_untrained_policy(policy, opts.seed + i), source, names, chunk_size=opts.chunk_size,
-                          pool=opts.pool, recurrent_state=clone_mode) for i in seeds]
+        clones = [_untrained_policy(policy, opts.seed + i, opts.untrained_init) for i in seeds]
+        copies = [capture(clone, source, names, chunk_size=opts.chunk_size, pool=opts.pool,
+                          recurrent_state=clone_mode) for clone in clones]
         raw = _sk_outcome(_raw_features(policy, arr), y, ids, opts, standardize=True)
         for name in names:
             controls[name] = {
-                "untrained": [_sk_outcome(c[name], y, ids, opts, opts.standardize) for c in copies],
-                "shuffled": [_sk_outcome(acts[name], _shuffled(y, opts.seed, i), ids, opts, opts.standardize)
+                "untrained": [_named_init(_sk_outcome(c[name], y, ids, opts, opts.standardize), clone)
+                              for c, clone in zip(copies, clones)],
+                "shuffled": [_sk_outcome(acts[name], _shuffled(y, _split_groups(opts), opts.seed, i), ids, opts,
+                                           opts.standardize)
                              for i in seeds],
                 "raw_obs": [raw],
             }
@@ -869,13 +1271,16 @@ def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts
         raise RliError(f"policy must be an rli.Policy (use rli.load_policy(...)), not {type(policy).__name__}")
     if isinstance(obs, Mapping):  # Dict observations: flat rows in gymnasium's order, so "obs[i]" indexes them
         obs = policy.prepare_obs(obs)
-    y, name = _target(obs, target, opts.kind)
+    y, name = probe_target(obs, target, opts.kind)
     length = _obs_length(obs)
     if length is not None and length != len(y):
         raise RliError(f"target {name!r} has {len(y)} values but obs has {length} observations; give one target "
                        "value (or row) per observation")
     layers = list({layer.name: layer for layer in (policy.layer(spec) for spec in specs)}.values())
-    ids = _fold_ids(y, opts.folds, opts.seed, stratify=opts.kind == "logistic")
+    split = fold_split(obs, y, opts.folds, opts.seed, groups=opts.groups, split=opts.split,
+                       stratify=opts.kind == "logistic")
+    opts = replace(opts, fold_split=split)
+    ids = split.ids
     run = _ridge_run if opts.kind == "ridge" else _sk_run
     return _results(policy, *run(policy, obs, y, layers, ids, opts), layers, name, y, opts)
 
@@ -889,6 +1294,14 @@ def _state_notes(policy: Policy, opts: _Options) -> list[str]:
     if opts.controls:
         note += f" (untrained controls: {'fresh' if _control_mode(policy, opts) == 'fresh' else 'their own, replayed'})"
     return [note]
+
+
+def _split_fields(opts: _Options) -> dict[str, Any]:
+    """The result's ``split`` and ``n_groups`` from the resolved split."""
+    split = opts.fold_split
+    if split is None:
+        return {"split": f"rows (row-level K-fold), {opts.folds} folds", "n_groups": None}
+    return {"split": split.description, "n_groups": split.n_groups}
 
 
 def _results(policy: Policy, outcomes: dict[str, _Outcome], controls: dict[str, dict[str, list[_Outcome]]],
@@ -914,5 +1327,6 @@ def _results(policy: Policy, outcomes: dict[str, _Outcome], controls: dict[str, 
             alpha=o.alpha, fold_alphas=o.fold_alphas, n_nonzero=o.n_nonzero,
             balanced_accuracy=float(o.balanced.mean()) if o.balanced is not None else None, chance=chance,
             output_r2=() if classify else tuple(map(float, o.output_scores)), n=len(y), width=o.width,
-            folds=opts.folds, seed=opts.seed, standardize=opts.standardize, notes=tuple(notes)))
+            folds=opts.folds, seed=opts.seed, standardize=opts.standardize, notes=tuple(notes),
+            **_split_fields(opts)))
     return out

@@ -55,6 +55,11 @@ if TYPE_CHECKING:
 CARD_KEY = "interrogate"
 CARD_FIELDS = ("env", "target", "target_unit", "layer", "sensors", "probe_obs", "polarity_obs", "grid_axes")
 DEFAULT_KS = (1, 2, 4, 8, 16)
+#: The protocol's defaults (the CLI's too): paired episodes per comparison, visited observations kept, and the
+#: whole episodes they are spread over (enough episodes for probes that split by episode).
+DEFAULT_EPISODES = 20
+DEFAULT_N_OBS = 4000
+DEFAULT_OBS_EPISODES = 20
 
 
 # ------------------------------------------------------------------------------------------ cards
@@ -334,13 +339,13 @@ class Report:
                  f"selectivity {r.selectivity:+.2f} over the {_CONTROL_LABELS[r.best_control]}.")
         polarity = ("skipped (no sensors given)." if p is None else
                     f"negating observation {', '.join(map(str, p.sensors))} takes the probe's R² from "
-                    f"{p.r2_normal:.3f} to {p.r2_inverted:.3f}; the refitted probe "
-                    f"{'flips' if p.flipped else 'does not flip'}.")
+                    f"{p.r2_normal:.3f} to {p.r2_inverted:.3f}; the refitted probe {_READING_TEXT[p.reading]}.")
         ablation = (f"zeroing PC1 of layer {layer}: relative drop in return {_pct(c.relative_drop)} (95% CI "
-                    f"{_pct_ci(c.relative_ci)}, {len(c.baseline.returns)} paired episodes).")
+                    f"{_pct_ci(c.relative_ci)} for this one fixed direction, {len(c.baseline.returns)} paired "
+                    "episodes).")
         subspace = (f"{s.k} principal directions ({s.explained_variance:.0%} of the variance) keep return within "
-                    f"{s.tolerance:.0%} ({_pct(s.steps[-1].comparison.relative_drop)})." if s.found else
-                    f"no subspace of up to {s.k} directions keeps return within {s.tolerance:.0%}.")
+                    f"±{s.tolerance:.0%} by an equivalence test ({_pct(s.comparison.relative_drop)})." if s.found else
+                    f"no subspace of up to {s.k} directions was shown to keep return within ±{s.tolerance:.0%}.")
         return {"probe": probe, "polarity": polarity, "ablation": ablation, "subspace": subspace}
 
     @property
@@ -449,7 +454,8 @@ class Report:
                 ["drop [95% CI]", f"{p.drop:.3f} [{p.drop_ci[0]:.3f}, {p.drop_ci[1]:.3f}]"],
                 ["R² of a probe refitted on negated sensors", _r3(p.r2_refit)],
                 ["readout correlation (refit vs normal)", _r3(p.readout_correlation)],
-                ["refitted probe flipped", "yes" if p.flipped else "no"]]))
+                ["readout correlation 95% CI", f"[{p.readout_ci[0]:.3f}, {p.readout_ci[1]:.3f}]"],
+                ["refitted probe reads the target", _READING_TEXT[p.reading]]]))
         curve_rows = [[k, c.treated.mean, _pct(c.relative_drop), _pct_ci(c.relative_ci), float(f"{c.p_value:.2g}")]
                       for k, c in zip(self.ablation.values, self.ablation.comparisons)]
         step3 = Section("3. Single-direction ablation", paragraphs=[findings["ablation"]],
@@ -477,6 +483,11 @@ class Report:
                                                      subsequent_indent="  ")]
         return "\n".join(lines)
 
+
+_READING_TEXT = {"opposite": "reads the target the opposite way (the readout CI lies below 0)",
+                 "same": "reads the target the same way (the readout CI lies above 0)",
+                 "undetermined": "reads the target neither way clearly (the readout CI contains 0, or a probe's "
+                                 "R² CI reaches 0)"}
 
 _STEP_TITLES = {"probe": "1. Linear probing", "polarity": "2. Polarity inversion",
                 "ablation": "3. Single-direction ablation", "subspace": "4. Minimal subspace"}
@@ -510,13 +521,17 @@ def _probe_finding(report: Report) -> str:
     layer = _layer_of(r)
     controls = ", ".join(f"{_CONTROL_LABELS[k]} {v:.3f}" for k, v in r.controls.items())
     text = (f"Layer {_layer_text(layer)} ({r.layer_type}, width {r.width}) decodes {r.target!r} with held-out R² "
-            f"{r.r2:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}] ({r.kind} probe, {r.folds}-fold CV over {r.n:,} observations: "
+            f"{r.r2:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}] ({r.kind} probe, split {r.split}, over {r.n:,} observations: "
             f"{s['probe_obs']}). Controls: {controls}; selectivity {r.selectivity:+.2f} over the "
             f"{_CONTROL_LABELS[r.best_control]}.")
-    if r.selectivity >= 0.1:
-        text += " The trained layer holds information about the target that the controls do not."
+    best_score = r.controls[r.best_control]
+    if r.selectivity > 0 and r.ci[0] > best_score:
+        text += (f" The layer's CI lies above the {_CONTROL_LABELS[r.best_control]}'s score: on these observations "
+                 "the trained layer decodes more of the target than any control did (selectivity is a difference "
+                 "of point estimates; the controls' own noise is not in this interval).")
     elif r.selectivity > 0:
-        text += f" The {_CONTROL_LABELS[r.best_control]} explains most of it: a weak claim."
+        text += (f" The layer's CI reaches down to the {_CONTROL_LABELS[r.best_control]}'s score: these numbers do "
+                 "not show that the trained layer decodes more than that control.")
     else:
         text += (f" The {_CONTROL_LABELS[r.best_control]} does as well: the probe does not show that the network "
                  "computes the target.")
@@ -535,13 +550,20 @@ def _polarity_finding(report: Report) -> str:
             f"({report.settings['polarity_obs']}), the layer-{_layer_text(_layer_of(report.probe))} probe's held-out "
             f"R² falls from {p.r2_normal:.3f} to {p.r2_inverted:.3f} (drop {p.drop:.3f}, 95% CI "
             f"[{p.drop_ci[0]:.3f}, {p.drop_ci[1]:.3f}]). A probe refitted on the inverted observations reaches R² "
-            f"{p.r2_refit:.3f} and reads the target {'the opposite way' if p.flipped else 'the same way'} "
-            f"(readout correlation {p.readout_correlation:+.2f}).")
+            f"{p.r2_refit:.3f} [{p.r2_refit_ci[0]:.3f}, {p.r2_refit_ci[1]:.3f}]; the readouts of the two probes "
+            f"correlate {p.readout_correlation:+.2f} (95% CI [{p.readout_ci[0]:+.2f}, {p.readout_ci[1]:+.2f}]): it "
+            f"{_READING_TEXT[p.reading]}.")
     if p.drop_ci[0] > 0 and p.flipped:
-        return text + " The encoding follows the sensor's sign: the layer reads the target from the sensor."
+        return text + (" The decoding depends on the sensor's sign (the drop's CI lies above 0) and the refitted "
+                       "probe reads the target with the opposite sign: the layer's encoding of the target follows "
+                       "the sensor's sign on these observations (what the policy does with it is not measured here).")
     if p.drop_ci[0] > 0:
-        return text + " The decoding depends on the sensor, but the refitted probe does not flip."
-    return text + " Negating the sensor does not break the decoding: the layer does not rely on it for the target."
+        return text + (" The decoding depends on the sensor's sign (the drop's CI lies above 0), but these numbers "
+                       "do not show the refitted probe reading the target the opposite way.")
+    if p.drop_ci[1] < 0:
+        return text + " The R² rises with the sensor negated (the drop's CI lies below 0)."
+    return text + (" The drop's CI contains 0: no loss of decoding is detectable with these observations (that "
+                   "is not evidence that the layer ignores the sensor).")
 
 
 def _ablation_finding(report: Report) -> str:
@@ -551,11 +573,14 @@ def _ablation_finding(report: Report) -> str:
             f"{report.settings['rollout_obs']}; single-direction zeroing, not LEACE erasure) changes the mean return "
             f"from {c.baseline.mean:.4g} to {c.treated.mean:.4g}: a relative drop of {_pct(c.relative_drop)} "
             f"(95% CI {_pct_ci(c.relative_ci)}, paired t-test p = {c.p_value:.2g}) over {len(seeds)} paired episodes "
-            f"(seeds {seeds[0]}..{seeds[-1]}).")
+            f"(seeds {seeds[0]}..{seeds[-1]}). The CI is for this one fixed direction: it covers the episodes' "
+            "noise, not the estimation of the direction from the visited observations (rli.compare_refit refits it "
+            "on resampled episodes and gives an interval that covers both).")
     if c.ci[0] > 0:
-        text += " The CI excludes 0: the policy needs this direction."
+        text += (" The CI lies above 0: zeroing this direction lowers the return on these seeds (zeroing one "
+                 "direction is not removing the information it carries: see rli.erase).")
     elif c.ci[1] < 0:
-        text += " The CI excludes 0 on the other side: the policy does better without this direction."
+        text += " The CI lies below 0: the return is higher with this direction zeroed, on these seeds."
     else:
         text += " The CI includes 0: no effect detectable with this many episodes."
     more = [f"k = {k}: {_pct(c.relative_drop)}" for k, c in zip(report.ablation.values[1:], report.ablation.comparisons[1:])]
@@ -566,27 +591,30 @@ def _ablation_finding(report: Report) -> str:
 
 def _subspace_finding(report: Report) -> str:
     s = report.subspace
-    last = s.steps[-1].comparison
+    last = s.comparison
     method = ("adding directions by explained variance" if s.method == "ordered"
               else "adding, at each step, the candidate that keeps the most return")
-    episodes = len(last.baseline.returns)
+    episodes = len(s.steps[-1].comparison.baseline.returns)
     walk = (f"({method}, among the top {report.settings['candidates']} directions; {episodes} paired episodes per "
             f"subspace)")
     layer = _layer_text(_layer_of(report.probe))
+    eq = s.equivalence
+    test = (f"two one-sided tests at {eq.alpha:g}: {1 - 2 * eq.alpha:.0%} CI of the relative change "
+            f"{_pct_ci(eq.ci)}" if eq is not None else f"95% CI {_pct_ci(last.relative_ci)}")
+    where = (f"on {len(last.baseline.returns)} fresh seeds ({last.baseline.seeds[0]}..{last.baseline.seeds[-1]})"
+             if s.confirmation is not None else "on the seeds the search used")
     if not s.found:
         best = min(s.steps, key=lambda step: step.comparison.relative_drop)
-        return (f"No subspace of up to {s.k} principal directions of layer {layer} kept return within "
-                f"{s.tolerance:.0%} {walk}; the best, {len(best.kept)} directions, lost "
-                f"{_pct(best.comparison.relative_drop)}. Give more candidates (--candidates) or a larger tolerance.")
-    text = (f"Keeping only {s.k} principal direction{'s' if s.k > 1 else ''} of layer {layer} "
+        return (f"No subspace of up to {s.k} principal directions of layer {layer} was shown to keep return within "
+                f"±{s.tolerance:.0%} {walk}: the equivalence test did not pass ({where}: relative drop "
+                f"{_pct(last.relative_drop)}, {test}); on the search seeds the best, {len(best.kept)} directions, "
+                f"lost {_pct(best.comparison.relative_drop)}. Not shown is not shown insufficient: more episodes, "
+                "more candidates (--candidates) or a larger tolerance may settle it.")
+    return (f"Keeping only {s.k} principal direction{'s' if s.k > 1 else ''} of layer {layer} "
             f"({', '.join(f'PC{k}' for k in s.kept) if s.k <= 8 else f'PC{s.kept[0]}..PC{s.kept[-1]}'}; "
-            f"{s.explained_variance:.1%} of the variance; the rest held at its mean) keeps return within the "
-            f"{s.tolerance:.0%} tolerance: relative drop {_pct(last.relative_drop)} (95% CI {_pct_ci(last.relative_ci)}) "
+            f"{s.explained_variance:.1%} of the variance; the rest held at its mean) keeps return within "
+            f"±{s.tolerance:.0%} {where}: relative drop {_pct(last.relative_drop)}, {test}, inside the tolerance "
             f"{walk}.")
-    if last.relative_ci is not None and last.relative_ci[1] > s.tolerance:
-        text += (f" The CI reaches {last.relative_ci[1]:+.1%}, beyond the tolerance: the mean is within it, the "
-                 "bound is not (more episodes would settle it).")
-    return text
 
 
 # -------------------------------------------------------------------------------------- progress
@@ -618,9 +646,10 @@ def interrogate(
     polarity_obs: Any = None,
     grid_axes: Sequence[Mapping[str, Any]] | None = None,
     target_unit: str | None = None,
-    episodes: int = 20,
+    episodes: int = DEFAULT_EPISODES,
     seed: int = 0,
-    n_obs: int = 4000,
+    n_obs: int = DEFAULT_N_OBS,
+    obs_episodes: int = DEFAULT_OBS_EPISODES,
     ks: Sequence[int] = DEFAULT_KS,
     tolerance: float = 0.05,
     candidates: int = 32,
@@ -647,9 +676,13 @@ def interrogate(
         episodes: paired episodes per comparison (steps 3 and 4); episode *i* uses seed
             ``seed + i``.
         seed: seeds the probe's folds and controls and the evaluation episodes; the
-            visited observations come from the episodes that follow (seeds from
-            ``seed + episodes``), so they never share a seed with an evaluation.
-        n_obs: how many visited observations (PCA fit, mean of the kept subspace).
+            visited observations come from the episodes that follow those of step 4's
+            selection and confirmation (seeds from ``seed + 2·episodes``), so they never
+            share a seed with an evaluation.
+        n_obs: how many visited observations (probe, PCA fit, mean of the kept subspace).
+        obs_episodes: the whole episodes those observations are spread over
+            (:meth:`rli.ObsSet.from_rollouts` with ``episodes=``): the probe splits them
+            by episode, so it needs at least as many episodes as folds.
         ks: numbers of top principal directions removed in step 3 (must start at 1).
         tolerance, candidates, method: step 4 (:func:`rli.minimal_subspace`);
             ``method="greedy"`` is the paper's search, ``"ordered"`` is faster.
@@ -668,6 +701,9 @@ def interrogate(
     started = time.perf_counter()
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 2:
         raise RliError(f"episodes must be an integer of at least 2 (paired comparisons), got {episodes!r}")
+    if isinstance(obs_episodes, bool) or not isinstance(obs_episodes, (int, np.integer)) or obs_episodes < 2:
+        raise RliError(f"obs_episodes must be an integer of at least 2 (the probe splits the visited observations by "
+                       f"episode; default {DEFAULT_OBS_EPISODES}), got {obs_episodes!r}")
     if method not in ("greedy", "ordered"):
         raise RliError(f"method must be 'greedy' or 'ordered', not {method!r}")
     if not 0 <= tolerance < 1:
@@ -703,9 +739,10 @@ def interrogate(
     with _stages(progress) as stage:
         stage("collecting the observations the policy visits")
         tick = time.perf_counter()
-        rollout_seed = int(seed) + int(episodes)
-        rollouts = ObsSet.from_rollouts(env_id, policy, n=n_obs, seed=rollout_seed)
-        rollout_text = f"{len(rollouts):,} observations visited by the policy (episodes from seed {rollout_seed})"
+        rollout_seed = int(seed) + 2 * int(episodes)  # after step 4's selection and confirmation seeds
+        rollouts = ObsSet.from_rollouts(env_id, policy, n=n_obs, seed=rollout_seed, episodes=obs_episodes)
+        rollout_text = (f"{len(rollouts):,} observations visited by the policy, spread over {obs_episodes} episodes "
+                        f"(seeds {rollout_seed}..{rollout_seed + obs_episodes - 1})")
         if "target" not in settings:
             settings["target"], sources["target"] = _infer_target(env_id, rollouts, rollout_seed), "inferred"
         name = settings["target"]
@@ -761,8 +798,8 @@ def interrogate(
         timings["subspace"] = time.perf_counter() - tick
     env_name = env_id if isinstance(env_id, str) else resolve_env(env_id).name  # JSON-able: a factory by its name
     settings.update(env=env_name, rollout_obs=rollout_text, episodes=int(episodes), seed=int(seed),
-                    rollout_seed=rollout_seed, n_obs=int(n_obs), ks=list(ks), tolerance=tolerance,
-                    candidates=int(candidates), method=method)
+                    rollout_seed=rollout_seed, n_obs=int(n_obs), obs_episodes=int(obs_episodes), ks=list(ks),
+                    tolerance=tolerance, candidates=int(candidates), method=method)
     return Report(
         policy=policy.source or repr(policy), fingerprint=policy.fingerprint, settings=settings, sources=sources,
         profile=profile, probe=result, polarity=polarity, ablation=curve, subspace=search,

@@ -248,16 +248,27 @@ def replay(policy: Any, obs: Any) -> dict[str, np.ndarray]:
     episode, step = np.asarray(labels["episode"]), np.asarray(labels["step"])
     if episode.ndim != 1 or step.ndim != 1 or step.dtype.kind not in "iu":
         raise RliError("recurrent_state='replay' needs one episode id and one integer step per observation")
+    every = obs.meta.get("subsampled_every", 1.0)
+    if isinstance(every, (int, float)) and every > 1:
+        raise RliError(f"recurrent_state='replay' needs every step of each episode, but these observations keep one "
+                       f"step in {every:.3g} (rli.ObsSet.from_rollouts(..., episodes=) spread n over longer episodes); "
+                       "use the recorded states (recurrent_state='recorded'), or collect with n at least the "
+                       f"{obs.meta.get('visited_steps', 'visited')} steps visited to replay them")
     ids, which = np.unique(episode, return_inverse=True)
     order = np.lexsort((step, which))
     lengths = np.bincount(which, minlength=len(ids))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     expected = np.arange(len(order)) - np.repeat(starts, lengths)
     if not np.array_equal(step[order], expected):
-        bad = int(which[order][np.argmax(step[order] != expected)])
+        first = int(np.argmax(step[order] != expected))
+        bad = int(which[order][first])
+        mine = step[order][which[order] == bad]
+        why = ("its steps have gaps (steps between them are missing)" if mine[0] == 0 and np.all(np.diff(mine) > 0)
+               else "it does not start at step 0" if mine.min() != 0 else "a step occurs more than once")
         raise RliError(f"recurrent_state='replay' needs every episode complete from step 0, each step once; episode "
-                       f"{ids[bad]!r} is not (a slice or a selection of rows cuts episodes): replay the whole ObsSet "
-                       "and select rows from the result, or use the recorded states")
+                       f"{ids[bad]!r} is not: {why} (a slice, a selection of rows or a subsampled collection cuts "
+                       "episodes); replay the whole ObsSet and select rows from the result, or use the recorded "
+                       "states")
     arr = policy.prepare_obs(obs.obs)
     dims = _batch_dims(policy)
     critic = _critic_step(policy)

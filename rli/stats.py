@@ -304,3 +304,228 @@ def paired_comparison(baseline: Any, treated: Any, *, confidence: float = 0.95, 
         bootstrap_ci=bootstrap_ci(diff, confidence=confidence, n_resamples=n_resamples, seed=seed),
         p_value=p_value, t_statistic=t_stat, effect_size=cohens_d(x, y), baseline_iqm=iqm(x), treated_iqm=iqm(y),
         confidence=confidence)
+
+
+# ------------------------------------------------------------------------------------ multiplicity
+CORRECTIONS = ("holm", "bonferroni", "none")
+
+
+def check_correction(correction: Any) -> str:
+    """Validate a multiplicity-correction name (one of :data:`CORRECTIONS`) and return it."""
+    if not isinstance(correction, str) or correction not in CORRECTIONS:
+        raise RliError(f"correction must be one of {', '.join(map(repr, CORRECTIONS))} (multiplicity correction of a "
+                       f"family of tests), not {correction!r}")
+    return correction
+
+
+def check_alpha(alpha: Any) -> float:
+    """Validate a significance level in (0, 0.5) and return it as a float."""
+    value = checks.real(alpha, "alpha")
+    if not 0.0 < value < 0.5:
+        raise RliError(f"alpha is a significance level between 0 and 0.5 (e.g. 0.05), got {alpha!r}")
+    return value
+
+
+def _p_values(p_values: Any) -> np.ndarray:
+    arr = _sample(p_values, "p_values", minimum=1)
+    if np.any(arr < 0) or np.any(arr > 1):
+        raise RliError(f"p_values must lie in [0, 1]; got values from {arr.min():.3g} to {arr.max():.3g}")
+    return arr
+
+
+def holm(p_values: Any) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values: family-wise error ≤ alpha under any dependence.
+
+    Reject hypothesis *i* at level alpha when its adjusted p-value is below alpha. The
+    adjusted values equal ``statsmodels.stats.multitest.multipletests(p, method="holm")``.
+
+    Example:
+        >>> import rli
+        >>> rli.stats.holm([0.01, 0.04, 0.03]).round(3).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    arr = _p_values(p_values)
+    order = np.argsort(arr, kind="stable")
+    m = arr.size
+    stepped = np.maximum.accumulate((m - np.arange(m)) * arr[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def bonferroni(p_values: Any) -> np.ndarray:
+    """Bonferroni adjusted p-values ``min(1, m·p)``.
+
+    Example:
+        >>> import rli
+        >>> rli.stats.bonferroni([0.01, 0.04, 0.5]).tolist()
+        [0.03, 0.12, 1.0]
+    """
+    arr = _p_values(p_values)
+    return np.minimum(arr * arr.size, 1.0)
+
+
+def adjust(p_values: Any, correction: str = "holm") -> np.ndarray:
+    """Multiplicity-adjusted p-values of one family of tests: ``"holm"`` (default), ``"bonferroni"`` or ``"none"``.
+
+    Example:
+        >>> import rli
+        >>> rli.stats.adjust([0.01, 0.04, 0.03], "none").tolist()
+        [0.01, 0.04, 0.03]
+    """
+    correction = check_correction(correction)
+    if correction == "holm":
+        return holm(p_values)
+    if correction == "bonferroni":
+        return bonferroni(p_values)
+    return _p_values(p_values).copy()
+
+
+def cv_paired_ttest(a_fold_scores: Any, b_fold_scores: Any, *, test_train_ratio: float | None = None,
+                    alternative: str = "two-sided") -> tuple[float, float]:
+    """Corrected resampled paired t-test of two learners scored on the same K folds → ``(t, p-value)``.
+
+    The fold differences ``a − b`` are not independent (training sets overlap), so the
+    variance of their mean is inflated from ``s²/K`` to ``s² (1/K + n_test/n_train)``
+    (Nadeau & Bengio 2003; Bouckaert & Frank 2004), with K−1 degrees of freedom, as
+    in :func:`cv_interval`. ``alternative="greater"`` tests ``mean(a − b) > 0``.
+    Identical fold scores give ``(0, 1)``; the same non-zero difference on every fold
+    gives an infinite t (p 0 or 1 by its sign).
+
+    Example:
+        >>> import rli
+        >>> t, p = rli.stats.cv_paired_ttest([0.91, 0.93, 0.92, 0.94, 0.90], [0.80, 0.84, 0.83, 0.82, 0.81])
+        >>> round(t, 2), p < 0.01
+        (10.54, True)
+    """
+    x, y = _pair(a_fold_scores, b_fold_scores)
+    if alternative not in ("two-sided", "greater", "less"):
+        raise RliError(f"alternative must be 'two-sided', 'greater' or 'less', not {alternative!r}")
+    ratio = 1.0 / (x.size - 1) if test_train_ratio is None else checks.real(test_train_ratio, "test_train_ratio")
+    if ratio < 0:
+        raise RliError(f"test_train_ratio must be non-negative (n_test / n_train), got {ratio}")
+    exponent = _exponent(x, y)
+    diff = np.ldexp(x, -exponent) - np.ldexp(y, -exponent)
+    mean, sd = float(diff.mean()), float(diff.std(ddof=1))
+    if sd == 0.0:
+        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    else:
+        t = mean / (sd * math.sqrt(1.0 / diff.size + ratio))
+    return t, _t_p_value(t, diff.size - 1, alternative)
+
+
+def _t_p_value(t: float, df: int, alternative: str) -> float:
+    if t == 0.0 and alternative == "two-sided":
+        return 1.0
+    if alternative == "two-sided":
+        return float(min(1.0, 2 * _st.t.sf(abs(t), df)))
+    if alternative == "greater":
+        return float(_st.t.sf(t, df))
+    return float(_st.t.cdf(t, df))
+
+
+# ------------------------------------------------------------------------------------- equivalence
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests (TOST) that a paired relative change lies within ±``tolerance``.
+
+    ``relative_drop = mean(baseline − treated) / |mean(baseline)|``. The claim
+    "within tolerance" is two-sided: a loss of more than ``tolerance`` and a gain of
+    more than ``tolerance`` both refute it. ``p_upper`` tests H0: relative drop ≥
+    +tolerance, ``p_lower`` H0: relative drop ≤ −tolerance, each a one-sided paired
+    t-test on ``d_i ∓ tolerance·|b̄|/b̄·b_i`` (so the baseline mean's own noise counts);
+    ``p_value = max`` of the two. ``ci`` is the Fieller ``1 − 2·alpha`` interval of the
+    relative drop (the set of ratios neither one-sided test at ``alpha`` rejects;
+    ``(-inf, inf)`` when the baseline mean is not distinguishable from 0).
+    ``equivalent`` is ``p_value < alpha``, which holds exactly when ``ci`` lies inside
+    ``(−tolerance, +tolerance)``.
+    """
+
+    tolerance: float
+    alpha: float
+    n: int
+    relative_drop: float
+    ci: tuple[float, float]
+    p_lower: float
+    p_upper: float
+    p_value: float
+    equivalent: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form (JSON-able)."""
+        out = asdict(self)
+        out["ci"] = list(self.ci)
+        return out
+
+    def __str__(self) -> str:
+        pct = int(round((1 - 2 * self.alpha) * 100))
+        verdict = "inside" if self.equivalent else "not inside"
+        return (f"relative drop {self.relative_drop:+.1%}, {pct}% CI [{self.ci[0]:+.1%}, {self.ci[1]:+.1%}] "
+                f"{verdict} ±{self.tolerance:.1%} (TOST over {self.n} pairs, p = {self.p_value:.3g})")
+
+
+def tost(baseline: Any, treated: Any, tolerance: float, *, alpha: float = 0.05) -> Equivalence:
+    """Equivalence of paired samples: is the relative change of the mean within ±``tolerance``? → :class:`Equivalence`.
+
+    Two one-sided paired t-tests at level ``alpha`` (TOST, Schuirmann 1987) on the
+    relative drop ``mean(baseline − treated) / |mean(baseline)|``; equivalent when
+    both reject, i.e. when the ``1 − 2·alpha`` (Fieller) interval of the relative
+    drop lies inside ±tolerance. At a true relative change of exactly ±tolerance it
+    claims equivalence with probability at most ``alpha``.
+
+    Example:
+        >>> import numpy as np, rli
+        >>> base = np.array([100.0, 98.0, 103.0, 101.0, 99.0, 102.0])
+        >>> rli.stats.tost(base, base - [1.0, -1.0, 0.5, 0.0, 1.0, -0.5], 0.05).equivalent
+        True
+        >>> rli.stats.tost(base, 0.13 * base, 0.05).equivalent  # an 87% loss is not "within tolerance"
+        False
+    """
+    x, y = _pair(baseline, treated)
+    tol = checks.real(tolerance, "tolerance")
+    if not 0.0 <= tol < math.inf:
+        raise RliError(f"tolerance is a non-negative fraction of the baseline mean (e.g. 0.05 for ±5%), got "
+                       f"{tolerance!r}")
+    alpha = check_alpha(alpha)
+    exponent = _exponent(x, y)
+    x, y = np.ldexp(x, -exponent), np.ldexp(y, -exponent)
+    base_mean = float(x.mean())
+    if base_mean == 0.0:
+        raise RliError("the baseline mean is 0, so a relative tolerance is undefined; use an environment or seeds "
+                       "with non-zero return, or compare absolute drops")
+    sign = 1.0 if base_mean > 0 else -1.0
+    x, y = x * sign / base_mean, y * sign / base_mean  # units of |baseline mean|: b̄ = 1, the ratio is the mean drop
+    d = x - y
+    n = int(d.size)
+    p_upper = _one_sided(d - tol * x, n, "less")
+    p_lower = _one_sided(d + tol * x, n, "greater")
+    ci = _fieller(d, x, float(_st.t.ppf(1 - alpha, n - 1)))
+    p_value = max(p_upper, p_lower)
+    return Equivalence(tolerance=tol, alpha=alpha, n=n, relative_drop=float(d.mean()), ci=ci, p_lower=p_lower,
+                       p_upper=p_upper, p_value=p_value, equivalent=bool(p_value < alpha))
+
+
+def _one_sided(values: np.ndarray, n: int, alternative: str) -> float:
+    mean, sd = float(values.mean()), float(values.std(ddof=1))
+    if sd <= 1e-14 * max(1.0, abs(mean)):
+        if mean == 0 or abs(mean) <= 1e-14:
+            return 0.5
+        return 0.0 if (mean < 0) == (alternative == "less") else 1.0
+    return _t_p_value(mean / (sd / math.sqrt(n)), n - 1, alternative)
+
+
+def _fieller(d: np.ndarray, b: np.ndarray, t: float) -> tuple[float, float]:
+    """Ratios r with |mean(d − r·b)| ≤ t·se(d − r·b), for b̄ = 1 (Fieller 1954)."""
+    n = d.size
+    cov = np.cov(np.stack([d, b]), ddof=1) / n
+    dd, db, bb = float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
+    dm, bm = float(d.mean()), float(b.mean())
+    q2 = t * t
+    a = bm * bm - q2 * bb
+    half_b = dm * bm - q2 * db
+    c = dm * dm - q2 * dd
+    if a <= 0:
+        return -math.inf, math.inf
+    disc = max(half_b * half_b - a * c, 0.0)  # ≥ 0 up to rounding: the estimate itself always satisfies it
+    root = math.sqrt(disc)
+    return float((half_b - root) / a), float((half_b + root) / a)

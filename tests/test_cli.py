@@ -58,10 +58,11 @@ def test_console_script_is_installed():
 
 # ------------------------------------------------------------------------------------ help and usage
 COMMANDS = {"layers": ["--arch", "--trust", "--json"],
-            "probe": ["--env", "--target", "--layer", "--all-layers", "--obs", "--n", "--seed", "--kind", "--folds",
-                      "--no-controls", "--json", "--trust"],
+            "probe": ["--env", "--target", "--layer", "--all-layers", "--obs", "--n", "--episodes", "--seed", "--kind",
+                      "--folds", "--no-controls", "--json", "--trust"],
             "interrogate": ["--env", "--out", "--target", "--layer", "--sensors", "--probe-obs", "--polarity-obs",
-                            "--episodes", "--seed", "--n-obs", "--candidates", "--tolerance", "--greedy", "--trust"]}
+                            "--episodes", "--seed", "--n-obs", "--obs-episodes", "--candidates", "--tolerance", "--greedy",
+                            "--trust"]}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -107,23 +108,25 @@ def _one_line_error(capsys) -> str:
 
 
 def test_probe_prints_the_probe_result_with_controls(capsys):
-    assert main(["probe", str(CHECKPOINT), "--target", "obs[2]", "--n", "300"]) == 0
+    assert main(["probe", str(CHECKPOINT), "--target", "obs[2]", "--n", "300", "--episodes", "6"]) == 0
     out = capsys.readouterr().out
     assert "observations: 300 observations visited by the policy in CartPole-v1" in out, "env from the card"
-    assert "ridge probe of 'obs[2]' at layer 5 (Tanh, width 64): n = 300, 5-fold CV, seed 0" in out
+    assert ("ridge probe of 'obs[2]' at layer 5 (Tanh, width 64): n = 300, split grouped by episode, 5 folds, "
+            "6 groups, seed 0") in out
     assert "control: untrained network (3 seeds)" in out and "selectivity" in out
 
 
 def test_probe_all_layers_json(capsys):
-    assert main(["probe", str(CHECKPOINT), "--target", "obs[0]", "--n", "200", "--all-layers", "--no-controls",
-                 "--json"]) == 0
+    assert main(["probe", str(CHECKPOINT), "--target", "obs[0]", "--n", "200", "--episodes", "5", "--all-layers",
+                 "--no-controls", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert len(data["profile"]["layers"]) == 7 and data["profile"]["results"][5]["controls"] == {}
     assert data["fingerprint"] and data["observations"].startswith("200 observations")
 
 
 def test_probe_json_single_layer(capsys):
-    assert main(["probe", str(CHECKPOINT), "--target", "obs[1]", "--layer", "actor.3", "--n", "200", "--json"]) == 0
+    assert main(["probe", str(CHECKPOINT), "--target", "obs[1]", "--layer", "actor.3", "--n", "200", "--episodes", "5",
+                 "--json"]) == 0
     result = json.loads(capsys.readouterr().out)["result"]
     assert result["layer_index"] == 3 and result["target"] == "obs[1]" and -1 < result["r2"] <= 1
 
@@ -153,7 +156,7 @@ def test_probe_on_saved_observations_needs_no_environment(tiny, capsys):
     (["probe", "{tiny}/tiny.pt", "--obs", "os:getcwd", "--target", "x"], "outside rli; pass trust=True"),
     (["probe", "{tiny}/missing.pt"], "no such policy file"),
     (["probe", "{tiny}/tiny.pt", "--env", "NoSuchEnv-v9"], "NoSuchEnv-v9"),
-    (["probe", str(CHECKPOINT), "--n", "300"], r"cannot infer a target: CartPole-v1 .*\(episode, step\)"),
+    (["probe", str(CHECKPOINT), "--n", "300", "--episodes", "5"], r"cannot infer a target: CartPole-v1 .*\(episode, step\)"),
     (["probe", str(CHECKPOINT), "--target", "obs[2]", "--layer", "9", "--n", "100"], "layer '9' is out of range"),
     (["interrogate", "{tiny}/tiny.pt"], "no environment: the ablation steps run episodes"),
     (["interrogate", str(CHECKPOINT), "--tolerance", "2"], "tolerance is a fraction"),

@@ -32,6 +32,9 @@ def test_identity_intervention_changes_nothing(policy):
     result = rli.compare(policy, "CartPole-v1", identity, episodes=4, seed=3)
     np.testing.assert_array_equal(result.baseline.returns, result.treated.returns)
     assert result.drop == 0 and not result.significant
+    assert result.equivalence(0.05).equivalent  # an exact no-change is inside any tolerance (TOST)
+    blank = rli.compare(policy, "CartPole-v1", rli.ablate(policy, 5, np.eye(64)), episodes=4, seed=3)
+    assert not blank.equivalence(0.05).equivalent  # a >50% loss is not "within tolerance"
 
 
 def test_baseline_reuse_and_its_checks(policy):

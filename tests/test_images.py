@@ -217,7 +217,7 @@ def test_a_normaliser_reads_the_network_layout_whatever_layout_the_frames_come_i
     rng = np.random.default_rng(0)
     norm = rli.ObsNormalizer(mean=rng.uniform(0, 60, (3, 36, 36)), var=rng.uniform(100, 900, (3, 36, 36)))
     policy = rli.load_policy(checkpoint("ppo_cnn_hwc"), normalizer=norm)
-    obs = rli.ObsSet.from_rollouts(ENV, hwc[1], n=60, seed=1)
+    obs = rli.ObsSet.from_rollouts(ENV, hwc[1], n=60, seed=1, episodes=6)
     chw = rli.ObsSet(obs.obs.transpose(0, 3, 1, 2), labels=dict(obs.labels))
     np.testing.assert_array_equal(policy.act(obs), policy.act(chw))
     np.testing.assert_allclose(policy.normalize(obs.obs), norm(chw.obs).transpose(0, 2, 3, 1))

@@ -64,7 +64,7 @@ def test_failed_probe_says_what_was_measured_and_where_the_signal_is(project):
     result.stdout.fnmatch_lines([
         "E *AssertionError: probe r2 of 'target' at layer 5 (mlp_extractor.policy_net.5 = actor.5, Tanh, width 64): "
         "the CI lower bound * is below min=0.999",
-        "E *measured: r2 *, 95% CI [[]*] (ridge, 5-fold CV, n = 1500, seed 0)",
+        "E *measured: r2 *, 95% CI [[]*] (ridge, split grouped by episode, 5 folds, * groups, n = 1500, seed 0)",
         "E *control untrained: *", "E *control shuffled: *", "E *control raw_obs: *",
         "E *selectivity: *",
         "E *layer profile around it (held-out score, 95% CI, no controls):",
@@ -184,7 +184,7 @@ def test_plain_functions_take_explicit_arguments_and_record_into_the_current_con
     from pytest_rli.recording import TestContext, recording
 
     policy = rli.load_policy(CHECKPOINT)
-    obs = rli.ObsSet.from_rollouts("CartPole-v1", policy, n=800, seed=1)
+    obs = rli.ObsSet.from_rollouts("CartPole-v1", policy, n=800, seed=1, episodes=10)
     with recording(TestContext(nodeid="isolated")) as context:
         with pytest.raises(AssertionError, match="is below min=0.9999"):
             assert_probe_r2(policy=policy, obs=obs, layer=5, target=np.sin(obs.labels["step"]), min=0.9999,
@@ -199,7 +199,7 @@ def test_fixtures_overridden_in_a_conftest(project):
 
         @pytest.fixture
         def rli_obs(rli_policy):
-            return rli.ObsSet.from_rollouts("CartPole-v1", rli_policy, n=600, seed=9)
+            return rli.ObsSet.from_rollouts("CartPole-v1", rli_policy, n=600, seed=9, episodes=10)
     """)
     project.makepyfile("""
         def test_uses_the_override(rli):

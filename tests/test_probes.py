@@ -185,7 +185,7 @@ def test_untrained_copy_of_an_sb3_policy_runs_its_own_modules():
 
     policy = rli.load_policy(PPO("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [16]}, device="cpu", seed=0))
     fingerprint = policy.fingerprint
-    clone = _untrained_policy(policy, 0)
+    clone = _untrained_policy(policy, 1)  # seed 0 would rebuild this never-trained PPO(seed=0) bit for bit
     calls = []
     hook = clone.module.mlp_extractor.policy_net[0].register_forward_hook(lambda *_: calls.append(1))
     clone.act(np.zeros((3, 4), dtype=np.float32))
@@ -258,7 +258,7 @@ def test_profile_comes_from_one_capture_and_matches_single_probes():
     single = rli.probe(policy, x, y, 2, controls=False)
     np.testing.assert_allclose(profile[2].fold_scores, single.fold_scores, atol=1e-10)
     assert profile.deltas == pytest.approx(np.diff(profile.r2))
-    assert profile.routing == tuple(rli.routing_label(d) for d in profile.deltas)
+    assert profile.routing == tuple(rli.routing_label(d, p) for d, p in zip(profile.deltas, profile.step_p_values))
     assert profile["actor.4"] is profile[4] and profile.best.r2 == max(profile.r2)
 
 

@@ -142,8 +142,9 @@ def test_interrogate_records_where_each_setting_came_from(report):
     assert report.sources["layer"] == "default" and report.settings["layer"] == 3, "the last hidden layer"
     assert report.sources["target"] == "argument" and report.sources["probe_obs"] == "argument"
     assert report.sources["polarity_obs"] == "default: the probe observations"
-    assert report.settings["rollout_seed"] == 3, "visited observations come from the seeds after the evaluation's"
-    assert report.settings["rollout_obs"].startswith("200 observations visited by the policy")
+    assert report.settings["rollout_seed"] == 6, "visited observations: the seeds after the evaluation's and the confirmation's"
+    # 20 whole episodes of the untrained policy visit 183 steps, fewer than the 200 asked: all are kept
+    assert report.settings["rollout_obs"] == "183 observations visited by the policy, spread over 20 episodes (seeds 6..25)"
 
 
 def test_findings_state_the_numbers(report):

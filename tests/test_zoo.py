@@ -35,12 +35,13 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import Ridge, RidgeCV
-from sklearn.model_selection import KFold, cross_val_score
+from sklearn.model_selection import KFold, PredefinedSplit, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import rli
 import rli.cli
+from rli.probes import fold_split
 from tests.zoo.build import ZOO, ZooEntry, algorithm_class, checkpoint
 from tests.zoo.nets import ResidualPolicy
 
@@ -386,7 +387,14 @@ def test_capture_matches_a_forward_hook(name):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def _folds() -> KFold:
+def _folds(obs: Any = None, y: Any = None) -> Any:
+    """The reference's folds: rli's grouped-by-episode folds for rollout ObsSets (checked never to split an
+    episode), else scikit-learn's own KFold."""
+    if isinstance(obs, rli.ObsSet) and "episode" in obs.labels:
+        ids = fold_split(obs, np.asarray(y), 5, FOLD_SEED).ids
+        episode = obs.labels["episode"]
+        assert all(np.unique(ids[episode == e]).size == 1 for e in np.unique(episode))
+        return PredefinedSplit(ids)
     return KFold(5, shuffle=True, random_state=FOLD_SEED)
 
 
@@ -397,13 +405,13 @@ def test_ridge_probe_matches_sklearn(name):
     acts = roll.acts
     obs = probe_obs(name)
     fixed = rli.probe(load(name), obs, y, case.layer, alphas=1.0, controls=False, seed=FOLD_SEED)
-    np.testing.assert_allclose(fixed.fold_scores, cross_val_score(Ridge(1.0), acts, y, cv=_folds(), scoring="r2"),
+    np.testing.assert_allclose(fixed.fold_scores, cross_val_score(Ridge(1.0), acts, y, cv=_folds(obs, y), scoring="r2"),
                                rtol=1e-4, atol=1e-4)
     for standardize in (False, True):
         got = rli.probe(load(name), obs, y, case.layer, alphas=GRID, standardize=standardize, controls=False,
                         seed=FOLD_SEED)
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=GRID)) if standardize else RidgeCV(alphas=GRID)
-        expected = cross_val_score(model, acts, y, cv=_folds(), scoring="r2")
+        expected = cross_val_score(model, acts, y, cv=_folds(obs, y), scoring="r2")
         # rli picks the penalty by GCV, scikit-learn by leave-one-out: the same penalty or a neighbour of it.
         assert got.r2 == pytest.approx(expected.mean(), abs=0.02), f"standardize={standardize}"
 
@@ -414,7 +422,7 @@ def test_raw_observation_control_matches_sklearn(name):
     y = case.target(roll.obs, roll.infos)
     got = rli.probe(load(name), probe_obs(name), y, case.layer, alphas=GRID, control_seeds=1, seed=FOLD_SEED)
     expected = cross_val_score(make_pipeline(StandardScaler(), RidgeCV(alphas=GRID)), flat_obs(roll.obs), y,
-                               cv=_folds(), scoring="r2")
+                               cv=_folds(probe_obs(name), y), scoring="r2")
     assert got.controls["raw_obs"] == pytest.approx(expected.mean(), abs=0.02)
 
 
@@ -510,14 +518,31 @@ def test_cli_layers_lists_the_layers(name, capsys):
 
 
 def test_plugin_runs_a_probe_assertion_on_a_zoo_policy(pytester):
+    path = checkpoint("ppo_cartpole")
+    pytester.makeini(f"[pytest]\nrli_policy = {path}\nrli_env = {ZOO['ppo_cartpole'].env_id}\nrli_obs_size = 300\n"
+                     "rli_obs_episodes = 10\n")
+    pytester.makepyfile("""
+        def test_the_pole_angle_is_encoded(rli):
+            rli.assert_probe_r2(layer="mlp_extractor.policy_net.3", target="obs[2]", min=0.9, controls=False)
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_plugin_does_not_credit_an_image_policy_with_a_per_episode_constant(pytester):
+    # The barely trained CNN policy hardly moves its square, so the square's column is nearly constant within an
+    # episode: a row-level split "decodes" it by recognising each episode's frames (R² 1.000 measured), whole
+    # episodes held out do not, and the claim fails, saying how the observations were split.
     path = checkpoint("ppo_cnn_chw")
-    pytester.makeini(f"[pytest]\nrli_policy = {path}\nrli_env = {ZOO['ppo_cnn_chw'].env_id}\nrli_obs_size = 300\n")
+    pytester.makeini(f"[pytest]\nrli_policy = {path}\nrli_env = {ZOO['ppo_cnn_chw'].env_id}\nrli_obs_size = 300\n"
+                     "rli_obs_episodes = 15\n")
     pytester.makepyfile("""
         def test_the_square_column_is_encoded(rli):
             rli.assert_probe_r2(layer="features_extractor.linear.1", target="col", min=0.9, controls=False)
     """)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*(ridge, split grouped by episode, 5 folds, 15 groups, n = 300, seed 0)*"])
 
 
 # ------------------------------------------------------------------------------------------- the zoo itself

@@ -42,16 +42,17 @@ def flight_grid() -> rli_core.ObsSet:
 
 
 def test_step1_layer5_linearly_encodes_the_upwash_field(rli, reference_grid):
-    """Ridge R² 0.981 [0.977, 0.985] at layer 5 (paper: 0.973); untrained network 0.587, raw input 0.005.
+    """Ridge R² 0.981 [0.977, 0.985] at layer 5 (paper: 0.973); untrained network (SB3's init) 0.733, raw input 0.005.
 
     On the reference grid the sensor reads 0, so the upwash must be computed from
-    position: the selectivity over the untrained network (+0.39) is the claim.
+    position: the selectivity over the untrained network (+0.249) is the claim.
     """
     rli.assert_probe_r2(layer=5, target="upwash", min=0.95, min_selectivity=0.2, obs=reference_grid)
 
 
 def test_step2_negating_the_upwash_sensor_collapses_the_probe(rli, flight_grid):
-    """R² 0.991 on the flight grid; −0.956 with sensor 12 negated (drop 1.95); the refitted probe flips."""
+    """R² 0.991 on the flight grid; −0.956 with sensor 12 negated (drop 1.95); the refitted probe reads the target
+    the other way (readout correlation −0.58, 95% CI [−0.63, −0.53])."""
     rli.assert_polarity_inversion(layer=5, sensors=[SENSOR], target="upwash", min_drop=1.0, require_flip=True,
                                   obs=flight_grid)
 
@@ -64,6 +65,6 @@ def test_step3_removing_pc1_of_layer5_costs_return(rli):
 
 def test_step4_a_32_dimensional_subspace_of_layer5_suffices(rli):
     """Keeping the top 32 of 128 principal directions (90% of the variance; the rest at its mean):
-    −0.3% return, 95% CI [−1.1%, 1.7%] over 30 paired episodes. Eight directions are far from
-    enough (−274%)."""
+    relative drop 0.3%, 90% CI [−0.8%, +1.5%] inside ±5% (TOST over 30 paired episodes). Eight
+    directions are far from enough (−274%)."""
     rli.assert_subspace_sufficient(layer=5, k=32, max_drop=0.05, episodes=30)

@@ -238,12 +238,13 @@ def test_the_formation_checkpoint_with_defaults_reproduces_the_papers_protocol(t
     result = rli.interrogate(CHECKPOINTS / "formation_ppo_seed42.zip", progress=False)
     assert result.probe.layer_index == 5 and result.settings["probe_obs"] == "rli.envs:probe_grid(nominal='reference')"
     assert result.probe.r2 == pytest.approx(0.981, abs=0.002)
-    assert result.probe.controls["untrained"] == pytest.approx(0.587, abs=0.005)
-    assert result.probe.selectivity == pytest.approx(0.394, abs=0.005)
+    assert result.probe.controls["untrained"] == pytest.approx(0.733, abs=0.005)  # SB3's own init (was 0.587)
+    assert result.probe.selectivity == pytest.approx(0.249, abs=0.005)
     assert result.polarity.r2_normal == pytest.approx(0.991, abs=0.002)
     assert result.polarity.r2_inverted == pytest.approx(-0.956, abs=0.01) and result.polarity.flipped
-    assert result.pc1.ci[0] > 0 and 0.0 < result.pc1.relative_drop < 0.1
-    assert result.subspace.found and result.subspace.k <= 32
+    # 20 episodes resolve neither PC1's +1.7% (CI [-0.1%, +3.6%]) nor a ±5% equivalence, as docs/cli.md shows
+    assert result.pc1.relative_drop == pytest.approx(0.017, abs=0.002) and result.pc1.ci[0] < 0
+    assert not result.subspace.found
     assert result.meta["wall_time_s"] < 180
     _, html_path = result.save(tmp_path)
     assert html_path.read_text().count("data:image/png") == 5

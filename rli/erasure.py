@@ -252,7 +252,7 @@ def _ridge_fit_predict(x_train: np.ndarray, y_train: np.ndarray, groups: np.ndar
 
 def _mlp_fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int) -> np.ndarray:
     """One hidden layer of 64 ReLU units on centred, uniformly scaled inputs and standardised targets: 400 Adam steps."""
-    from rli.recurrent import one_torch_thread
+    from rli.threads import one_torch_thread
 
     with one_torch_thread():  # tiny matrices: extra threads only spin-wait
         return _mlp_steps(x_train, y_train, x_test, seed)

@@ -18,6 +18,7 @@ import numpy as np
 from rli import checks, recurrent
 from rli.errors import RliError
 from rli.space_fit import check_env_fit, dict_entries, flat_shape, flatten_batch
+from rli.threads import one_torch_thread
 
 LabelFn = Callable[..., Mapping[str, Any]]
 #: ``from_rollouts(..., episodes=)`` in an env with no stated time limit: the steps after which an episode that has
@@ -340,7 +341,7 @@ class ObsSet:
         # whole episodes of an env that states no time limit (it may still truncate itself): refuse a runaway one
         runaway = (UNLIMITED_EPISODE_STEPS if episodes is not None and max_episode_steps is None
                    and not _has_time_limit(environment) else None)
-        with recurrent.one_torch_thread(), held:
+        with one_torch_thread(), held:
             try:
                 for episode in range(episodes) if episodes is not None else itertools.count():
                     observation, info = environment.reset(seed=seed + episode)

@@ -27,14 +27,14 @@ States are stored per observation as float arrays named ``"actor.0"``, ``"actor.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from rli.errors import RliError
+from rli.threads import one_torch_thread
 
 RecurrentState = Literal["recorded", "replay", "fresh"]
 MODES: tuple[str, ...] = ("recorded", "replay", "fresh")
@@ -174,18 +174,6 @@ def checked_states(policy: Any, obs: Any) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------- running states
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """One torch intra-op thread for the duration (restored after): steps of one environment are tiny batches,
-    for which extra threads only synchronise (and spin-wait on a busy machine: 10× slower LSTM steps measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class Recorder:
     """Collects the state before every step of one or more rollouts (actor and, where recurrent, critic).
 

@@ -16,6 +16,7 @@ from rli.errors import RliError
 from rli.interventions import bind_all
 from rli.policy import Policy
 from rli.space_fit import check_env_fit
+from rli.threads import one_torch_thread
 
 EnvSpec = Any
 
@@ -82,20 +83,6 @@ def _progress(total: int, progress: bool | None, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="ep", disable=disable, leave=False)
 
 
-@contextlib.contextmanager
-def _one_torch_thread() -> Any:
-    """Rollouts run tiny batches: torch's intra-op threads only add synchronisation (and, on a busy
-    machine, spin-waiting that made a 3-env CartPole step 200× slower in our measurements)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def evaluate(
     policy: Policy,
     env: EnvSpec,
@@ -156,7 +143,7 @@ def evaluate(
     try:
         check_env_fit(policy, envs.single_observation_space, envs.single_action_space, name)  # before any step
         with contextlib.ExitStack() as stack:
-            stack.enter_context(_one_torch_thread())
+            stack.enter_context(one_torch_thread())
             for item in (intervention if isinstance(intervention, (list, tuple)) else [intervention]):
                 if item is not None:
                     stack.enter_context(item)

@@ -47,6 +47,7 @@ from torch import nn
 from rli.errors import RliError
 from rli.network import Network
 from rli.policy import Policy
+from rli.threads import one_torch_thread
 
 #: An untrained-control initialiser: ``None`` / ``"own"`` (the builder's own), ``"reset_parameters"`` (PyTorch's
 #: defaults on every module that has them, SB3 policies included) or a callable ``init(module, seed)``.
@@ -154,18 +155,6 @@ def _seeded(seed: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """One torch thread while SB3 builds its policy: its orthogonal init runs a QR per layer, which on a busy
-    2-core machine took 0.2-0.3 s per 64x64 layer on two threads and 0.3 ms on one (the same numbers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
 def _on_cpu(root: nn.Module) -> Iterator[None]:
     """Run the initialiser on the CPU (the same numbers whatever device the policy lives on), then move back."""
     devices = {t.device for t in (*root.parameters(), *root.buffers())}
@@ -229,7 +218,7 @@ def _rebuild_sb3(root: nn.Module, seed: int) -> str | None:
         params = _constructor_arguments(root)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the constructor's warnings were shown when the policy was built
-            with _seeded(seed), _one_torch_thread():
+            with _seeded(seed), one_torch_thread():
                 fresh = type(root)(**params)
         root.load_state_dict(fresh.state_dict())
     except Exception as err:  # noqa: BLE001 — any failure of a third-party constructor means the same here

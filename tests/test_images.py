@@ -11,13 +11,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 from torch import nn
 
 import rli
 from rli.policy import ImageScaleWarning
 from rli.space_fit import check_env_fit, flatten_batch
+from rli.threads import one_torch_thread
 
 sb3 = pytest.importorskip("stable_baselines3")
 
@@ -30,12 +30,8 @@ FEATURES = "features_extractor.linear.1"
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread() -> Iterator[None]:
     """These networks are tiny: on a busy machine more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

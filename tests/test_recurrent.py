@@ -13,6 +13,7 @@ import torch
 
 import rli
 from rli import recurrent
+from rli.threads import one_torch_thread
 from tests.conftest import build_sb3
 
 N = 120
@@ -68,7 +69,7 @@ def lstm():
 @pytest.fixture(scope="module")
 def reference(lstm):
     """sb3-contrib's predict loop over the same rollouts (one torch thread: tiny batches)."""
-    with recurrent.one_torch_thread():
+    with one_torch_thread():
         return _predict_loop(lstm[0], "CartPole-v1", N, seed=0)
 
 
@@ -156,7 +157,7 @@ def test_states_recorded_by_another_policy_are_never_used(lstm, tmp_path):
     replayed = rli.capture(other, obs, layers=["lstm_actor"], recurrent_state="replay")
     assert replayed.recurrent_state == "replay"
     state, expected = None, []
-    with recurrent.one_torch_thread():
+    with one_torch_thread():
         for row, step in zip(obs.obs, obs.labels["step"]):  # sb3-contrib's predict along the recorded episodes
             _, state = other_model.predict(row, state=state, episode_start=np.array([step == 0]), deterministic=True)
             expected.append(state[0][0, 0].copy())

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import functools
 import threading
 from collections.abc import Sequence
@@ -82,7 +83,7 @@ def constant_features(var: np.ndarray, mean: np.ndarray, n: float) -> np.ndarray
     return var <= n * _EPS * var + (n * np.abs(mean) * _EPS) ** 2
 
 
-class _Accumulator:
+class _Accumulator(abc.ABC):
     """Rows of a chunk, sorted by fold, as float64 (shared by the primal and the dual statistics)."""
 
     def __init__(self, folds: int) -> None:
@@ -101,11 +102,13 @@ class _Accumulator:
             self._start(x.shape[1], y.shape[1])
         return x, y
 
+    @abc.abstractmethod
     def _start(self, d: int, k: int) -> None:
-        raise NotImplementedError
+        """Allocate the statistics for ``d`` features and ``k`` targets (on the first chunk)."""
 
+    @abc.abstractmethod
     def _add_fold(self, f: int, xs: np.ndarray, ys: np.ndarray) -> None:
-        raise NotImplementedError
+        """Add the rows ``xs``, ``ys`` of fold ``f``."""
 
 
 class Moments(_Accumulator):

@@ -82,7 +82,7 @@ class ScriptGraphModule(nn.Module):
         except (AttributeError, RuntimeError):
             raise _refuse(scripted, f"it calls a method {method!r} that the file does not hold") from None
         inputs = tuple(value.unique() for value in graph.inputs())
-        self._programs[method] = (inputs, [], ())  # placeholder: a method calling itself is refused, not looped
+        self._programs[method] = (inputs, [], ())  # sentinel while compiling: a method calling itself is refused, not looped
         steps, returns = self._block(scripted, graph.nodes(), graph.return_node(), inputs[0])
         self._programs[method] = (inputs, steps, returns)
 

@@ -352,7 +352,7 @@ class ObsSet:
                         rows.append(flat)
                         if recorder is not None:
                             recorder.record(state, flat[None], start)
-                        labels = dict(label_fn(observation, info)) if label_fn is not None else _numeric_info(info)
+                        labels = dict(label_fn(observation, info)) if label_fn is not None else numeric_info(info)
                         labels.update(episode=episode, step=step)
                         rows_labels.append(labels)
                         if enough():
@@ -542,7 +542,8 @@ def _has_time_limit(environment: Any) -> bool:
     return False
 
 
-def _numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:
+def numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The numeric entries of an env's ``info`` (the default labels of ``from_rollouts``); shared with the protocol."""
     out = {}
     for key, value in info.items():
         if isinstance(key, str) and not key.startswith("_") and isinstance(value, (int, float, np.number)) \

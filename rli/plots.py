@@ -62,7 +62,7 @@ def _layer_name(layer: str, index: int | None) -> str:
 
 
 # --------------------------------------------------------------------------------------- heat map
-def _heldout_predictions(policy: Policy, obs: Any, result: ProbeResult,
+def heldout_predictions(policy: Policy, obs: Any, result: ProbeResult,
                          recurrent_state: RecurrentState | None = None) -> np.ndarray:
     """Each observation predicted by the fold model of ``result`` that did not see it (same folds and penalties).
 
@@ -183,7 +183,7 @@ def probe_heatmap(
         if policy is None:
             raise RliError("a ProbeResult gives predictions only with the policy: pass policy=")
         result = result_or_predictions
-        predicted = _heldout_predictions(policy, grid, result, recurrent_state)
+        predicted = heldout_predictions(policy, grid, result, recurrent_state)
         name = target or result.target
         kind = "held-out prediction"
         head = (f"{result.kind} probe of {name!r} at layer {_layer_name(result.layer, result.layer_index)}: "
@@ -430,14 +430,14 @@ def pca_scatter(
         >>> fig.axes[0].get_xlabel(), fig.axes[1].get_ylabel()
         ('PC1 (61% of variance)', 'speed (m/s)')
     """
-    from rli.subspace import _matrix, fit_pca
+    from rli.subspace import as_matrix, fit_pca
 
-    arr = _matrix(acts, "activations")
+    arr = as_matrix(acts, "activations")
     values = np.asarray(target, dtype=np.float64).ravel()
     if arr.ndim != 2 or values.size != arr.shape[0]:
         raise RliError(f"pca_scatter takes activations (n, d) and one target value per row; got {arr.shape} and "
                        f"{values.size} values")
-    base = fit_pca(arr, 2)[0] if basis is None else _matrix(basis, "basis")
+    base = fit_pca(arr, 2)[0] if basis is None else as_matrix(basis, "basis")
     if base.ndim != 2 or base.shape[0] != arr.shape[1] or base.shape[1] < 2:
         raise RliError(f"basis must be (d, ≥2) with d = {arr.shape[1]}; got {base.shape}")
     centred = arr - arr.mean(axis=0)

@@ -41,7 +41,7 @@ from rli.capture import capture
 from rli.comparison import Comparison
 from rli.envs_util import resolve_env
 from rli.errors import RliError
-from rli.observations import ObsSet, _numeric_info
+from rli.observations import ObsSet, numeric_info
 from rli.polarity import PolarityResult, polarity_test
 from rli.policy import Layer, LayerSpec, Policy
 from rli.probes import _CONTROL_LABELS, LayerProfile, ProbeResult, probe_layers
@@ -228,7 +228,7 @@ def _infer_target(env: str, rollouts: ObsSet, seed: int) -> str:
     finally:
         if owned:
             made.close()
-    for key in _numeric_info(info):
+    for key in numeric_info(info):
         values = rollouts.labels.get(key)
         if values is not None and values.ndim == 1 and values.min() < values.max():
             return key
@@ -761,9 +761,9 @@ def interrogate(
         result = profile[chosen.name]
         heatmap = None
         if len(probe_set.meta.get("grid_shape", ())) == 2:
-            from rli.plots import _heldout_predictions
+            from rli.plots import heldout_predictions
 
-            heatmap = _heldout_predictions(policy, probe_set, result)
+            heatmap = heldout_predictions(policy, probe_set, result)
         timings["probe"] = time.perf_counter() - tick
 
         stage("step 2/4, polarity inversion")

@@ -23,7 +23,8 @@ _RANK_RTOL = 1e-8
 _BLOCK_VALUES = 2**18  # values per centred block of fit_pca (2 MiB of float64: stays in cache)
 
 
-def _matrix(values: Any, name: str) -> np.ndarray:
+def as_matrix(values: Any, name: str) -> np.ndarray:
+    """``values`` (array or tensor) as a checked 2-D float64 matrix, or an RliError naming ``name``; shared with plots."""
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
     try:
@@ -60,7 +61,7 @@ def orthonormalize(basis: Any, *, width: int | None = None) -> np.ndarray:
         >>> np.allclose(basis.T @ basis, np.eye(2)), (basis[:, 1].round(6) + 0.0).tolist()
         (True, [0.0, 1.0, 0.0])
     """
-    arr = _matrix(basis, "the direction")
+    arr = as_matrix(basis, "the direction")
     given = arr.shape
     if arr.ndim == 1:
         arr = arr[:, None]
@@ -119,7 +120,7 @@ def fit_pca(acts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         >>> basis.shape, int(np.abs(basis[:, 0]).argmax()), ratio.round(2).tolist()
         ((4, 2), 0, [0.96, 0.03])
     """
-    arr = _matrix(acts, "activations")
+    arr = as_matrix(acts, "activations")
     if arr.ndim != 2:
         raise RliError(f"activations must be a matrix (n, d); got shape {arr.shape}")
     n, d = arr.shape
@@ -193,8 +194,8 @@ def project_subspace(acts: Any, basis: Any) -> np.ndarray:
         >>> rli.project_subspace(acts, basis).shape
         (100, 2)
     """
-    arr = _matrix(acts, "activations")
-    base = _matrix(basis, "the basis")
+    arr = as_matrix(acts, "activations")
+    base = as_matrix(basis, "the basis")
     if base.ndim == 1:
         base = base[:, None]
     if arr.ndim != 2 or base.ndim != 2 or arr.shape[1] != base.shape[0]:

@@ -85,7 +85,7 @@ def test_heatmap_orientation_follows_the_axes(grid):
 def test_heatmap_predictions_are_held_out(field_policy, grid, field_probe):
     """The map shows each point predicted by the fold model that did not see it: its pooled R² is close to the
     probe's held-out score and below the fit on all the data."""
-    held_out = plots._heldout_predictions(field_policy, grid, field_probe)
+    held_out = plots.heldout_predictions(field_policy, grid, field_probe)
     y = grid.labels["field"]
     acts = rli.capture(field_policy, grid, [3])[3]
     in_sample = acts @ field_probe.coef + field_probe.intercept

@@ -17,7 +17,10 @@ from typing import Any
 import numpy as np
 
 import rli
-from pytest_rli.recording import Metric, compare_to_baseline, current
+from pytest_rli.recording import Metric, current, judge
+from rli import defaults
+from rli.probes import CONTROL_LABELS
+from rli.structured_null import check_null
 from rli.targets import is_named_array
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
@@ -78,23 +81,19 @@ def _finish(assertion: str, key: str, *, metric: str, value: float, threshold: f
                                f"key {key!r} (summary, baselines, JUnit), told apart only by their order; name them: "
                                "target=('upwash', values)")
     key = context.key(key) if context is not None else key
-    base, regressed, tol = compare_to_baseline(context, key, value, higher_is_better, tolerance)
+    ci = None if ci is None else (float(ci[0]), float(ci[1]))
+    verdict = judge(context, key, value, ci, higher_is_better, tolerance)
     record = Metric(assertion=assertion, key=key, metric=metric, value=float(value), threshold=float(threshold),
-                    op=op, higher_is_better=higher_is_better, passed=passed and not regressed,
-                    ci=None if ci is None else (float(ci[0]), float(ci[1])), layer=layer, target=target,
-                    baseline=base, regressed=regressed, details=details or {})
+                    op=op, higher_is_better=higher_is_better, passed=passed and not verdict.regressed, ci=ci,
+                    layer=layer, target=target, baseline=verdict.baseline, regressed=verdict.regressed,
+                    details=details or {}, baseline_ci=verdict.baseline_ci, change=verdict.change, rule=verdict.rule)
     if context is not None:
         context.records.append(record)
-    lines = list(evidence)
-    if base is not None:
-        direction = "higher" if higher_is_better else "lower"
-        lines.append(f"baseline: {metric} was {base:.4g}; now {value:.4g} (tolerance {tol:.4g}, {direction} is better)"
-                     + (" — REGRESSED" if regressed else ""))
+    lines = list(evidence) + verdict.evidence(metric)
     if not passed:
-        raise AssertionError("\n".join([summary] + lines))
-    if regressed:
-        raise AssertionError("\n".join([f"{assertion}: {metric} regressed from the baseline {base:.4g} to {value:.4g} "
-                                        f"(beyond tolerance {tol:.4g}); the absolute threshold still holds"] + lines))
+        raise AssertionError("\n".join([summary, *lines]))
+    if verdict.regressed:
+        raise AssertionError("\n".join([verdict.failure(assertion, metric, value, ci), *lines]))
     return record
 
 
@@ -135,7 +134,7 @@ def _probe_evidence(result: rli.ProbeResult) -> list[str]:
     return lines
 
 
-def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, target: Any,  # noqa: A002
+def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, target: Any,
                     kind: str = "ridge", controls: bool = True, min_selectivity: float | None = None,
                     tolerance: float | None = None, **probe_options: Any) -> rli.ProbeResult:
     """Layer ``layer`` decodes ``target``: the lower end of the held-out score's 95% CI is at least ``min``.
@@ -178,30 +177,56 @@ def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, tar
 
 
 def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: Any, min_selectivity: float = 0.1,
-                           kind: str = "ridge", tolerance: float | None = None,
+                           kind: str = "ridge", tolerance: float | None = None, alpha: float = 0.05,
+                           null: str | None = "structured", null_samples: int | None = None,
                            **probe_options: Any) -> rli.ProbeResult:
-    """The layer decodes ``target`` better than every control: (CI lower bound − best control) ≥ ``min_selectivity``.
+    """The layer decodes ``target`` better than every control and than targets shaped like it.
 
-    The controls are the same probe on the untrained (re-initialised) network, on
-    shuffled labels and on the raw observation; the comparison uses the lower end
-    of the score's CI, so noise cannot pass for selectivity.
+    Passes only if (1) the lower end of the 95% CI of the selectivity (the layer's score minus
+    the best control's, paired fold by fold, corrected resampled t; ``result.selectivity_ci``)
+    is at least ``min_selectivity``, and (2) the structured-null p-value (the same probe on
+    ``null_samples`` surrogate targets with the target's temporal / spatial structure,
+    :mod:`rli.structured_null`) is at most ``alpha``. ``null=None`` skips (2), and the message
+    says so. The controls are the same probe on the untrained network (the policy's own
+    initialiser), on labels permuted between groups and on the raw observation.
     """
     __tracebackhide__ = True
-    result = _probe(policy, obs, target, layer, kind, True, **probe_options)
-    best = result.best_control
-    margin = result.ci[0] - result.controls[best]
-    passed = margin >= min_selectivity
-    summary = (f"probe of {result.target!r} at {_where(policy, layer)} is not selective: CI lower bound "
-               f"{result.ci[0]:.4f} − {best} control {result.controls[best]:.4f} = {margin:+.4f} "
-               f"< min_selectivity={min_selectivity}")
+    alpha = rli.stats.check_alpha(alpha)
+    samples = check_null(null, null_samples, kind)["null_samples"]
+    if null is not None and 1.0 / (1 + samples) > alpha:
+        raise rli.RliError(f"null_samples={samples} cannot give a structured-null p-value ≤ alpha={alpha} (the "
+                           f"smallest is 1/(1 + {samples})); use null_samples ≥ {int(np.ceil(1 / alpha)) - 1}")
+    result = _probe(policy, obs, target, layer, kind, True, null=null, null_samples=null_samples, **probe_options)
+    best = str(result.best_control)
+    assert result.selectivity is not None and result.selectivity_ci is not None  # controls=True
+    low, high = result.selectivity_ci
+    interval_ok = low >= min_selectivity
+    null_ok = result.null is None or result.null.p_value <= alpha
+    passed = interval_ok and null_ok
+    measured = (f"selectivity {result.selectivity:+.4f} vs the {CONTROL_LABELS[best]} control, 95% CI "
+                f"[{low:+.4f}, {high:+.4f}] (paired over {result.folds} folds), "
+                f"{'≥' if interval_ok else '<'} min_selectivity={min_selectivity}")
+    if result.null is None:
+        tested = "; structured null skipped (null=None): the decision rests on the controls alone"
+    else:
+        tested = (f"; structured null p = {result.null.p_value:.3g} {'≤' if null_ok else '>'} alpha={alpha} "
+                  f"({result.null.samples} surrogates, {result.null.method})")
+    summary = (f"probe of {result.target!r} at {_where(policy, layer)} is not shown to be selective: "
+               f"{measured}{tested}")
     evidence = _probe_evidence(result)
+    if result.null is not None:
+        evidence.append(f"structured null: {result.null}")
     if not passed:
         evidence += _profile_lines(policy, obs, target, layer, kind, **probe_options)
     _finish("assert_probe_selective", f"assert_probe_selective[{result.layer}:{result.target}]",
             metric="selectivity", value=float(result.selectivity), threshold=min_selectivity,
-            op="ci_low - best_control >=", higher_is_better=True, passed=passed, summary=summary, evidence=evidence,
+            op="selectivity CI low >=" + (f" (and structured-null p <= {alpha})" if null is not None else ""),
+            higher_is_better=True, passed=passed, summary=summary, evidence=evidence, ci=list(result.selectivity_ci),
             layer=result.layer, target=result.target, tolerance=tolerance,
-            details={"controls": result.controls, "r2": result.r2, "ci": list(result.ci)}, anonymous=_anonymous(target))
+            details={"controls": result.controls, "r2": result.r2, "ci": list(result.ci),
+                     "selectivity_ci": list(result.selectivity_ci), "selectivity_p": result.selectivity_p,
+                     "null": result.null.to_dict() if result.null is not None else None},
+            anonymous=_anonymous(target))
     return result
 
 
@@ -238,7 +263,7 @@ def _relative_drop(result: rli.Comparison) -> float:
 
 
 def assert_ablation_degrades(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any = "pc1",
-                             min_drop: float, episodes: int = 20, alpha: float = 0.0, seed: int = 0,
+                             min_drop: float = 0.05, episodes: int = defaults.EPISODES, alpha: float = 0.0, seed: int = 0,
                              tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
     """Removing ``direction`` at ``layer`` lowers return: the paired 95% t-interval of the drop excludes 0
     and the mean relative drop (a point estimate; its CI is in the message) is at least ``min_drop`` (0.05 = 5%).
@@ -279,11 +304,12 @@ def _preserves(assertion: str, policy: rli.Policy, env: Any, intervention: Any, 
     drop = _relative_drop(result)
     tost = result.equivalence(max_drop, alpha=significance)
     passed = tost.equivalent
-    pct = int(round((1 - 2 * significance) * 100))
+    pct = round(float((1 - 2 * significance) * 100))
     low, high = tost.ci
     summary = (f"{intervention.describe()} is not shown to preserve return: the {pct}% CI of the relative drop "
                f"[{low:+.2%}, {high:+.2%}] is not inside ±max_drop = ±{max_drop:.2%} (TOST p = {tost.p_value:.3g})")
-    evidence = _comparison_evidence(result) + [
+    evidence = [
+        *_comparison_evidence(result),
         f"equivalence (TOST at {significance:g}, two-sided): {pct}% CI of the relative drop [{low:+.2%}, {high:+.2%}] "
         f"(Fieller, the baseline mean's noise included) vs ±{max_drop:.2%}; p(drop ≥ +{max_drop:.2%}) = "
         f"{tost.p_upper:.3g}, p(drop ≤ −{max_drop:.2%}) = {tost.p_lower:.3g}"]
@@ -298,7 +324,7 @@ def _preserves(assertion: str, policy: rli.Policy, env: Any, intervention: Any, 
 
 
 def assert_ablation_preserves(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any,
-                              max_drop: float, episodes: int = 20, alpha: float = 0.0, seed: int = 0,
+                              max_drop: float = 0.05, episodes: int = defaults.EPISODES, alpha: float = 0.0, seed: int = 0,
                               significance: float = 0.05, tolerance: float | None = None,
                               **evaluate_options: Any) -> rli.Comparison:
     """Removing ``direction`` at ``layer`` leaves return unchanged within ±``max_drop``: an equivalence test.
@@ -315,8 +341,8 @@ def assert_ablation_preserves(*, policy: rli.Policy, env: Any, obs: Any = None, 
                       tolerance, evaluate_options, significance)
 
 
-def assert_subspace_sufficient(*, policy: rli.Policy, env: Any, obs: Any, layer: Any, k: int, max_drop: float,
-                               episodes: int = 20, seed: int = 0, significance: float = 0.05,
+def assert_subspace_sufficient(*, policy: rli.Policy, env: Any, obs: Any, layer: Any, k: int, max_drop: float = 0.05,
+                               episodes: int = defaults.EPISODES, seed: int = 0, significance: float = 0.05,
                                tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
     """Keeping only the top ``k`` principal directions of ``layer`` (on ``obs``; the rest set to its mean)
     leaves return unchanged within ±``max_drop``: TOST, the ``1 − 2·significance`` CI of the relative drop
@@ -331,7 +357,7 @@ def assert_subspace_sufficient(*, policy: rli.Policy, env: Any, obs: Any, layer:
 
 # ----------------------------------------------------------------------------------------- polarity
 def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, sensors: Any, target: Any,
-                              min_drop: float, require_flip: bool = False, tolerance: float | None = None,
+                              min_drop: float = 0.5, require_flip: bool = False, tolerance: float | None = None,
                               **probe_options: Any) -> Any:
     """Negating ``sensors`` collapses the probe: R²(normal) − R²(inverted) is at least ``min_drop`` and its 95%
     CI excludes 0 (and, with ``require_flip``, a probe refitted on inverted inputs is shown to read the target
@@ -379,7 +405,7 @@ def _cka_groups(obs: Any, groups: Any) -> Any:
     return groups
 
 
-def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, reference: Any, min_cka: float,
+def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, reference: Any, min_cka: float = 0.9,
                                   reference_layer: Any = None, tolerance: float | None = None, groups: Any = None,
                                   debiased: bool = True, alpha: float = 0.05, n_boot: int = 1000,
                                   n_permutations: int = 1000, seed: int = 0) -> rli.CKAResult:

@@ -7,14 +7,14 @@ sets are loaded once per session. Importing this module imports neither torch no
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-_UNSET = object()
 
 
 @dataclass
@@ -159,7 +159,7 @@ def rli_obs(request: pytest.FixtureRequest) -> Any:
         env = request.getfixturevalue("rli_env")
         size, seed = int(request.config.getini("rli_obs_size")), int(request.config.getini("rli_seed"))
         episodes = int(request.config.getini("rli_obs_episodes"))
-        key = ("rollouts", policy.fingerprint, repr(env), size, seed, episodes)
+        key: tuple[Any, ...] = ("rollouts", policy.fingerprint, repr(env), size, seed, episodes)
         if key not in cache:
             problem = None
             try:
@@ -192,6 +192,54 @@ def _load_obs(config: pytest.Config, spec: str) -> Any:
         made = made() if callable(made) else made
         return made if isinstance(made, rli.ObsSet) else rli.ObsSet(made)
     _fail(f"rli_obs: {spec!r} is neither an .npz file nor module:function")
+
+
+class BoundAssertion:
+    """An assertion of :mod:`pytest_rli.assertions` (or of ``module``) as a method of the ``rli`` fixture, derived from the plain
+    function: its name, docstring, defaults and signature are the function's, with ``positional`` accepted by
+    position, ``fixtures`` (policy / obs / env) defaulting to this test's, ``target`` (when ``target=True``) to
+    ``@pytest.mark.rli(target=...)``, ``episodes`` and ``seed`` (when ``rollouts=True``) to the ``rli_episodes`` /
+    ``rli_seed`` ini keys, and the ``paths`` arguments resolved against the rootdir.
+
+    The plain function is imported when the method is first looked up (importing this module imports no rli).
+    """
+
+    def __init__(self, positional: tuple[str, ...], fixtures: tuple[str, ...], *, target: bool = False,
+                 rollouts: bool = False, paths: tuple[str, ...] = (), module: str = "pytest_rli.assertions") -> None:
+        self.positional, self.fixtures, self.target, self.rollouts, self.paths, self.module = (
+            positional, fixtures, target, rollouts, paths, module)
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def signature(self, plain: Any) -> inspect.Signature:
+        """The method's signature: the plain function's, ``positional`` first, the bound arguments optional."""
+        params = inspect.signature(plain).parameters
+        optional = set(self.fixtures) | ({"target"} if self.target else set())
+        first = [params[name].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                      default=None if name in optional else params[name].default)
+                 for name in self.positional]
+        rest = [param.replace(default=None) if name in optional else param
+                for name, param in params.items() if name not in self.positional]
+        return inspect.Signature(first + rest, return_annotation=inspect.signature(plain).return_annotation)
+
+    def __get__(self, binding: RliBinding | None, owner: type | None = None) -> Any:
+        if binding is None:
+            return self
+        plain = getattr(importlib.import_module(self.module), self.name)
+        signature = self.signature(plain)
+        extra = next((p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            arguments = dict(signature.bind(*args, **kwargs).arguments)
+            arguments.update(arguments.pop(extra, {}) if extra else {})
+            return binding._call(self, plain, arguments)
+
+        functools.update_wrapper(method, plain)
+        method.__signature__ = signature  # type: ignore[attr-defined]  # what help() and inspect show
+        return method
 
 
 class RliBinding:
@@ -240,69 +288,35 @@ class RliBinding:
         kwargs.setdefault("seed", int(self._request.config.getini("rli_seed")))
         return kwargs
 
-    def assert_probe_r2(self, layer: Any, min: float, target: Any = None, **kwargs: Any) -> Any:  # noqa: A002
-        """See :func:`pytest_rli.assertions.assert_probe_r2`."""
+    def _call(self, bound: BoundAssertion, plain: Any, kwargs: dict[str, Any]) -> Any:
         __tracebackhide__ = True
-        from pytest_rli.assertions import assert_probe_r2
+        if bound.target:
+            kwargs["target"] = self._target(kwargs.get("target"))
+        if bound.rollouts:
+            self._rollout_defaults(kwargs)
+        for name in bound.paths:  # a relative path is resolved against the rootdir
+            if isinstance(kwargs.get(name), (str, Path)):
+                kwargs[name] = _resolve_path(self._request.config, str(kwargs[name]))
+        return plain(**self._bound(kwargs, *bound.fixtures))
 
-        target = self._target(target)
-        return assert_probe_r2(layer=layer, min=min, target=target, **self._bound(kwargs, "policy", "obs"))
-
-    def assert_probe_selective(self, layer: Any, target: Any = None, min_selectivity: float = 0.1,
-                               **kwargs: Any) -> Any:
-        """See :func:`pytest_rli.assertions.assert_probe_selective`."""
-        __tracebackhide__ = True
-        from pytest_rli.assertions import assert_probe_selective
-
-        target = self._target(target)
-        return assert_probe_selective(layer=layer, target=target, min_selectivity=min_selectivity,
-                                      **self._bound(kwargs, "policy", "obs"))
-
-    def assert_ablation_degrades(self, layer: Any, direction: Any = "pc1", min_drop: float = 0.05,
-                                 **kwargs: Any) -> Any:
-        """See :func:`pytest_rli.assertions.assert_ablation_degrades`."""
-        __tracebackhide__ = True
-        from pytest_rli.assertions import assert_ablation_degrades
-
-        return assert_ablation_degrades(layer=layer, direction=direction, min_drop=min_drop,
-                                        **self._bound(self._rollout_defaults(kwargs), "policy", "env", "obs"))
-
-    def assert_ablation_preserves(self, layer: Any, direction: Any, max_drop: float = 0.05, **kwargs: Any) -> Any:
-        """See :func:`pytest_rli.assertions.assert_ablation_preserves`."""
-        __tracebackhide__ = True
-        from pytest_rli.assertions import assert_ablation_preserves
-
-        return assert_ablation_preserves(layer=layer, direction=direction, max_drop=max_drop,
-                                         **self._bound(self._rollout_defaults(kwargs), "policy", "env", "obs"))
-
-    def assert_subspace_sufficient(self, layer: Any, k: int, max_drop: float = 0.05, **kwargs: Any) -> Any:
-        """See :func:`pytest_rli.assertions.assert_subspace_sufficient`."""
-        __tracebackhide__ = True
-        from pytest_rli.assertions import assert_subspace_sufficient
-
-        return assert_subspace_sufficient(layer=layer, k=k, max_drop=max_drop,
-                                          **self._bound(self._rollout_defaults(kwargs), "policy", "env", "obs"))
-
-    def assert_polarity_inversion(self, layer: Any, sensors: Any, target: Any = None, min_drop: float = 0.5,
-                                  **kwargs: Any) -> Any:
-        """See :func:`pytest_rli.assertions.assert_polarity_inversion`."""
-        __tracebackhide__ = True
-        from pytest_rli.assertions import assert_polarity_inversion
-
-        target = self._target(target)
-        return assert_polarity_inversion(layer=layer, sensors=sensors, target=target, min_drop=min_drop,
-                                         **self._bound(kwargs, "policy", "obs"))
-
-    def assert_representation_similar(self, layer: Any, reference: Any, min_cka: float = 0.9, **kwargs: Any) -> Any:
-        """See :func:`pytest_rli.assertions.assert_representation_similar`; a relative ``reference`` path is
-        resolved against the rootdir."""
-        __tracebackhide__ = True
-        from pytest_rli.assertions import assert_representation_similar
-
-        if isinstance(reference, (str, Path)):
-            reference = _resolve_path(self._request.config, str(reference))
-        return assert_representation_similar(layer=layer, reference=reference, min_cka=min_cka,
-                                             **self._bound(kwargs, "policy", "obs"))
+    assert_probe_r2 = BoundAssertion(("layer", "min", "target"), ("policy", "obs"), target=True)
+    assert_probe_selective = BoundAssertion(("layer", "target", "min_selectivity"), ("policy", "obs"), target=True)
+    assert_ablation_degrades = BoundAssertion(("layer", "direction", "min_drop"), ("policy", "env", "obs"),
+                                              rollouts=True)
+    assert_ablation_preserves = BoundAssertion(("layer", "direction", "max_drop"), ("policy", "env", "obs"),
+                                               rollouts=True)
+    assert_subspace_sufficient = BoundAssertion(("layer", "k", "max_drop"), ("policy", "env", "obs"), rollouts=True)
+    assert_polarity_inversion = BoundAssertion(("layer", "sensors", "target", "min_drop"), ("policy", "obs"),
+                                               target=True)
+    assert_representation_similar = BoundAssertion(("layer", "reference", "min_cka"), ("policy", "obs"),
+                                                   paths=("reference",))
+    assert_attribution_in = BoundAssertion((), ("policy", "obs"),
+                                           module="pytest_rli.attribution_assertions")
+    assert_steering_changes = BoundAssertion(("layer", "vector", "min_effect"), ("policy", "env"),
+                                             rollouts=True, module="pytest_rli.steering_assertions")
+    #: training runs: ``records`` is a sweep's table (``rli_run.sweep(...)``) or its ``to_records()``
+    assert_emerges_by = BoundAssertion(("records", "step"), (), module="pytest_rli.run_assertions")
+    assert_stable_across = BoundAssertion(("records",), (), module="pytest_rli.run_assertions")
 
 
 @pytest.fixture

@@ -115,6 +115,8 @@ def _resolve(policy: Policy, layers: LayerSpec | Sequence[LayerSpec] | None, chu
 def _width(layer: Layer, pool: Pool) -> int:
     if pool == "channel" and layer.shape is not None and len(layer.shape) > 1:
         return layer.shape[0]
+    if layer.width is None:
+        raise RliError(f"layer {layer.name!r} has no fixed width; capture a layer with a known output shape")
     return int(layer.width)
 
 
@@ -138,7 +140,7 @@ def _run_chunk(policy: Policy, obs: np.ndarray, layers: list[Layer], pool: Pool,
     n = obs.shape[0]
     stop_at = None
     if all(layer.index is not None for layer in layers):
-        stop_at = max(layers, key=lambda layer: layer.index).name
+        stop_at = max(layers, key=lambda layer: -1 if layer.index is None else layer.index).name
     seen: set[str] = set()
 
     def make_hook(layer: Layer) -> Any:
@@ -187,7 +189,7 @@ def _check_finite(out: Mapping[str, np.ndarray], obs: np.ndarray, start: int) ->
                            "the network computes in its precision; rescale or clip them")
 
 
-def _chunks(obs: Any, chunk_size: int) -> Iterator[np.ndarray]:
+def _chunks(obs: Any, chunk_size: int) -> Iterator[Any]:  # arrays, tensors or an iterable's own batches
     from rli.observations import ObsSet
 
     if isinstance(obs, ObsSet):

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rli import defaults  # standard library only: the help texts state the defaults
+
 _POLICY_HELP = "SB3 .zip, TorchScript/torch .pt, or .safetensors file (its card <stem>.json, if any, supplies defaults)"
 _TRUST_HELP = ("allow full unpickling of the checkpoint and observation functions outside rli "
                "(runs code stored in or named by the files); only for files you trust")
@@ -59,10 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--all-layers", action="store_true", help="probe every actor layer (the layer profile)")
     probe.add_argument("--obs", help=_OBS_HELP)
     probe.add_argument("--n", type=_positive, metavar="N",
-                       help=f"visited observations when probing rollouts (default: {_DEFAULTS['n_obs']})")
+                       help=f"visited observations when probing rollouts (default: {defaults.N_OBS})")
     probe.add_argument("--episodes", type=_at_least_two, metavar="E",
                        help="whole episodes those observations are spread over; the probe splits them by episode, so "
-                            f"it needs at least --folds of them (default: {_DEFAULTS['obs_episodes']})")
+                            f"it needs at least --folds of them (default: {defaults.OBS_EPISODES})")
     probe.add_argument("--seed", type=int, default=0,
                        help="seed of the folds and controls; rollouts start at this episode seed (default: %(default)s)")
     probe.add_argument("--kind", choices=("ridge", "lasso", "mlp", "logistic"), default="ridge",
@@ -95,16 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     inter.add_argument("--polarity-obs", metavar="SPEC", help="observations of step 2 (default: the card's, else "
                                                                "those of step 1); same forms as --probe-obs")
     inter.add_argument("--episodes", type=_at_least_two, metavar="N",
-                       help=f"paired episodes per comparison in steps 3 and 4 (default: {_DEFAULTS['episodes']})")
+                       help=f"paired episodes per comparison in steps 3 and 4 (default: {defaults.EPISODES})")
     inter.add_argument("--seed", type=int, default=0, metavar="S",
                        help="seed of the probe folds and of the episodes (S..S+N-1, and S+N..S+2N-1 to confirm the "
                             "subspace); the visited observations come from the episodes after those (default: "
                             "%(default)s)")
     inter.add_argument("--n-obs", type=_positive, metavar="N",
-                       help=f"visited observations for the probe and the PCA directions (default: {_DEFAULTS['n_obs']})")
+                       help=f"visited observations for the probe and the PCA directions (default: {defaults.N_OBS})")
     inter.add_argument("--obs-episodes", type=_at_least_two, metavar="E",
                        help="whole episodes the visited observations are spread over; the probe splits them by "
-                            f"episode (default: {_DEFAULTS['obs_episodes']})")
+                            f"episode (default: {defaults.OBS_EPISODES})")
     inter.add_argument("--candidates", type=_positive, default=32, metavar="K",
                        help="principal directions the subspace search may use (default: %(default)s)")
     inter.add_argument("--tolerance", type=float, default=0.05, metavar="T",
@@ -113,20 +115,28 @@ def _parser() -> argparse.ArgumentParser:
                        help="greedy subspace search, as in the paper (slower: one evaluation per candidate per step); "
                             "default: add directions by explained variance and stop at the first sufficient one")
     inter.add_argument("--trust", action="store_true", help=_TRUST_HELP)
+
+    runs = commands.add_parser(
+        "sweep", help="run analyses over the checkpoints of training runs (CSV + JSON)",
+        description="Run the analyses of a sweep card over many checkpoints (SB3 CheckpointCallback names give the "
+                    "training steps) and write DIR/sweep.csv and DIR/sweep.json; docs/sweeps.md has the card format.",
+        epilog="Example: rli sweep 'runs/*/rl_model_*_steps.zip' --card card.toml --executor ray --store .rli-store")
+    runs.add_argument("checkpoints", help="a glob (quoted), a training-run directory or a checkpoint file")
+    runs.add_argument("--card", required=True, metavar="FILE",
+                      help="sweep card (.toml or .json) listing the analyses, or a checkpoint card with an "
+                           "'interrogate' block (a layer profile of its target)")
+    runs.add_argument("--executor", choices=("inprocess", "processes", "ray"), default="inprocess",
+                      help="where the units run (default: %(default)s)")
+    runs.add_argument("--workers", type=_positive, metavar="N", help="processes, or CPUs of a local Ray instance")
+    runs.add_argument("--store", metavar="DIR", help="result store: finished units are reused, a rerun resumes")
+    runs.add_argument("--out", default="sweep", metavar="DIR", help="output directory (default: %(default)s)")
+    runs.add_argument("--trust", action="store_true", help=_TRUST_HELP)
     return parser
 
 
-#: rli.protocol's defaults (DEFAULT_EPISODES, DEFAULT_N_OBS, DEFAULT_OBS_EPISODES), repeated here only for the help
-#: texts (building the parser must not import rli); tests/test_rollout_episodes.py checks they agree, and the
-#: commands take the values from rli.protocol itself (:func:`_or_default`).
-_DEFAULTS = {"episodes": 20, "n_obs": 4000, "obs_episodes": 20}
-
-
 def _or_default(value: int | None, name: str) -> int:
-    """``value`` if the flag was given, else rli.protocol's default for ``name`` (``DEFAULT_<NAME>``)."""
-    from rli import protocol
-
-    return int(getattr(protocol, f"DEFAULT_{name.upper()}")) if value is None else value
+    """``value`` if the flag was given, else the default for ``name`` (:mod:`rli.defaults`, ``NAME``)."""
+    return int(getattr(defaults, name.upper())) if value is None else value
 
 
 def _positive(text: str) -> int:
@@ -239,27 +249,27 @@ def _probe(args: argparse.Namespace) -> int:
     from rli import protocol
     from rli.targets import check_target_name
 
-    setup = protocol._resolve(args.policy, args.trust, {"env": args.env, "target": args.target, "layer": args.layer,
-                                                         "probe_obs": args.obs})
+    setup = protocol.resolve_setup(args.policy, args.trust, {"env": args.env, "target": args.target,
+                                                             "layer": args.layer, "probe_obs": args.obs})
     policy, settings = setup.policy, setup.settings
     if "layer" in settings:  # names are checked before any rollout or capture
         settings["layer"] = policy.layer(settings["layer"]).name
     if "target" in settings:
         check_target_name(settings["target"], int(np.prod(policy.obs_shape)), what="--target")
-    given = protocol._step_obs(setup, "probe", args.trust)
+    given = protocol.step_obs(setup, "probe", args.trust)
     if given is not None:
         obs, described = given
         if "target" not in settings:
             raise rli.RliError(f"no target: give --target, one of the labels of {described} "
                                f"({', '.join(sorted(obs.labels)) or 'none'}) or obs[I] for observation entry I")
     else:
-        env = protocol._need_env(setup, "the observations come from rollouts (no --obs)")
+        env = protocol.need_env(setup, "the observations come from rollouts (no --obs)")
         n, episodes = _or_default(args.n, "n_obs"), _or_default(args.episodes, "obs_episodes")
         obs = rli.ObsSet.from_rollouts(env, policy, n=n, seed=args.seed, episodes=episodes)
         described = (f"{len(obs):,} observations visited by the policy in {env}, spread over {episodes} episodes "
                      f"(seeds {args.seed}..{args.seed + episodes - 1})")
         if "target" not in settings:
-            settings["target"] = protocol._infer_target(env, obs, args.seed)
+            settings["target"] = protocol.infer_target(env, obs, args.seed)
     obs = protocol.with_target(obs, settings["target"], what=f"the observations ({described})")
     target = settings["target"]
     options: dict[str, Any] = {"kind": args.kind, "controls": not args.no_controls, "seed": args.seed,
@@ -267,7 +277,7 @@ def _probe(args: argparse.Namespace) -> int:
     if args.all_layers:
         result: Any = rli.probe_layers(policy, obs, target, **options)
     else:
-        layer = settings["layer"] if "layer" in settings else protocol._default_layer(policy).name
+        layer = settings["layer"] if "layer" in settings else policy.default_layer.name
         result = rli.probe(policy, obs, target, layer, **options)
     if args.json:
         print(json.dumps({"policy": policy.source, "fingerprint": policy.fingerprint, "observations": described,
@@ -314,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "interrogate":
             return _interrogate(args, argv)
+        if args.command == "sweep":
+            from rli.runs.command import run_sweep_command
+
+            return run_sweep_command(args, argv)
         code = {"layers": _layers, "probe": _probe}[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
         return code

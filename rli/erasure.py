@@ -443,7 +443,7 @@ def assess_erasure(acts: Any, concept: Any, groups: Any, *, held_out: float = 0.
     z = np.asarray(concept, dtype=np.float64).reshape(len(x), -1)
     ids = np.asarray(groups)
     names = np.unique(ids)
-    n_held = int(round(names.size * held_out))
+    n_held = round(float(names.size * held_out))
     if min(n_held, names.size - n_held) < folds:
         raise RliError(f"the observations hold {names.size} groups ({split}), too few to fit the eraser on some and "
                        f"probe {folds}-fold on others (held_out={held_out}: at least {folds} groups each side); "

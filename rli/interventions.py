@@ -115,7 +115,9 @@ class Intervention:
         self._edit = edit
         self._description = description
         self._details = details
+        assert layer.width is not None and layer.shape is not None, "interventions are built on layers that run"
         self._sample_shape = torch.Size(layer.shape)
+        self._width = layer.width
         self._handle: Any = None
         self._fingerprint = policy.fingerprint  # the network the edit was computed on
         self._origin: Intervention = self  # shared by the copies bind() makes: one edit, applied once per network
@@ -343,7 +345,7 @@ class Intervention:
         if tensor.dim() == 2 and len(self._sample_shape) == 1:
             edited = self._edit(tensor)
         else:
-            edited = self._edit(tensor.reshape(-1, self.layer.width)).reshape(tensor.shape)
+            edited = self._edit(tensor.reshape(-1, self._width)).reshape(tensor.shape)
         return edited if output is tensor else _replace_first(output, edited)
 
 

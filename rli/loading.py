@@ -27,6 +27,7 @@ import base64
 import copy
 import inspect
 import io
+import itertools
 import json
 import pickle
 import warnings
@@ -34,7 +35,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +48,11 @@ from rli.safe_pickle import PickledRecord, UnsafePickleError, safe_loads
 from rli.sb3_networks import sb3_network, unsupported_policy_message
 from rli.space_fit import check_env_fit, flat_shape
 from rli.torch_networks import module_network
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.policies import BasePolicy
+    from stable_baselines3.common.vec_env import VecEnv
 
 ArchSpec = Any
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
@@ -169,7 +175,7 @@ def _load_live(src: Any, *, arch: ArchSpec, spec: dict) -> tuple[Any, ObsNormali
                    "an nn.Module or an rli.Policy")
 
 
-def _sb3_algorithm_base() -> type | None:
+def _sb3_algorithm_base() -> type[BaseAlgorithm] | None:
     try:
         from stable_baselines3.common.base_class import BaseAlgorithm
     except ImportError:
@@ -177,7 +183,7 @@ def _sb3_algorithm_base() -> type | None:
     return BaseAlgorithm
 
 
-def _sb3_base_policy() -> type | None:
+def _sb3_base_policy() -> type[BasePolicy] | None:
     try:
         from stable_baselines3.common.policies import BasePolicy
     except ImportError:
@@ -185,14 +191,20 @@ def _sb3_base_policy() -> type | None:
     return BasePolicy
 
 
-def _spaces_from_env(env: Any, observation_space: Any, action_space: Any) -> tuple[Any, Any, Any]:
+def _sb3_vec_env(env: Any) -> VecEnv | None:
     try:
-        from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+        from stable_baselines3.common.vec_env import VecEnv
     except ImportError:
-        VecEnv = VecNormalize = ()  # noqa: N806
+        return None
+    return env if isinstance(env, VecEnv) else None
+
+
+def _spaces_from_env(env: Any, observation_space: Any, action_space: Any) -> tuple[Any, Any, Any]:
     found = None
-    if isinstance(env, VecEnv):
-        wrapper = env
+    if _sb3_vec_env(env) is not None:
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        wrapper: Any = env
         while wrapper is not None and not isinstance(wrapper, VecNormalize):
             wrapper = getattr(wrapper, "venv", None)
         if wrapper is not None:
@@ -313,7 +325,7 @@ def _sb3_algorithm_name(policy_class: type, data: Mapping[str, Any]) -> str:
     raise RliError(unsupported_policy_message(policy_class.__name__))
 
 
-def _sb3_algorithm_class(name: str, label: str) -> type:
+def _sb3_algorithm_class(name: str, label: str) -> type[BaseAlgorithm]:
     import stable_baselines3
 
     if hasattr(stable_baselines3, name):
@@ -340,7 +352,6 @@ def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
         raise RliError(f"{path} is not a readable Stable-Baselines3 model ({_first_line(err)})") from None
     if not isinstance(data, dict):
         raise RliError(f"{path} is not a readable Stable-Baselines3 model (its 'data' entry is not a JSON object)")
-    decoded = {key: _decode_sb3_entry(path, key, data.get(key)) for key in _SB3_ESSENTIAL} if not trust else None
     if trust:
         try:
             policy, algorithm = _load_sb3_trusted(path, data, device)
@@ -350,6 +361,7 @@ def _load_sb3_zip(path: Path, *, trust: bool, device: Any) -> tuple[Any, Any]:
             raise RliError(f"{path.name}: Stable-Baselines3 cannot load it ({type(err).__name__}: "
                            f"{_first_line(err)}); the file may be damaged or from an incompatible SB3 version") from None
     else:
+        decoded = {key: _decode_sb3_entry(path, key, data.get(key)) for key in _SB3_ESSENTIAL}
         policy_class = decoded["policy_class"]
         if not isinstance(policy_class, type) or not issubclass(policy_class, nn.Module):
             raise RliError(f"{path.name} does not name an SB3 policy class; is it an SB3 model?")
@@ -383,7 +395,7 @@ def _load_sb3_trusted(path: Path, data: Mapping[str, Any], device: Any) -> tuple
     if not (isinstance(entry, dict) and ":serialized:" in entry):
         raise RliError(f"{path.name} does not name an SB3 policy class; is it an SB3 model?")
     try:
-        policy_class = pickle.loads(base64.b64decode(entry[":serialized:"].encode()))  # noqa: S301 — trust=True
+        policy_class = pickle.loads(base64.b64decode(entry[":serialized:"].encode()))
     except Exception as err:  # noqa: BLE001 — any decoding failure means the same to the user
         raise RliError(f"{path.name}: cannot decode its policy_class ({type(err).__name__}: {_first_line(err)}); "
                        "the file may be damaged, or need a package that is not installed") from None
@@ -422,7 +434,7 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _standard_nn_classes() -> list[type]:
+def _standard_nn_classes() -> list[type[nn.Module]]:
     return [obj for name in dir(nn) if isinstance(obj := getattr(nn, name), type) and issubclass(obj, nn.Module)]
 
 
@@ -431,7 +443,8 @@ def _load_torch_file(path: Path, *, trust: bool, arch: ArchSpec, spec: dict) -> 
         if trust:
             obj = torch.load(path, map_location="cpu", weights_only=False)
         else:
-            with torch.serialization.safe_globals(_standard_nn_classes()):
+            # list(): safe_globals declares an invariant list of callables
+            with torch.serialization.safe_globals(list(_standard_nn_classes())):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         culprit = _unsupported_global(str(err))
@@ -554,7 +567,7 @@ def build_arch(arch: ArchSpec) -> nn.Module:
         if activation not in _ACTIVATIONS or (output is not None and str(output).lower() not in _ACTIVATIONS):
             raise RliError(f"unknown activation in arch; choose from {', '.join(sorted(_ACTIVATIONS))}")
         layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             try:
                 layers.append(nn.Linear(fan_in, fan_out))
             except (RuntimeError, MemoryError):

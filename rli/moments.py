@@ -264,7 +264,7 @@ def fold_order(ids: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
     return order, np.concatenate([[0], np.cumsum(np.bincount(ids, minlength=folds))])
 
 
-def accumulate(jobs: Sequence[tuple[Moments | KernelMoments, np.ndarray, np.ndarray]], order: np.ndarray,
+def accumulate(jobs: Sequence[tuple[_Accumulator, np.ndarray, np.ndarray]], order: np.ndarray,
                bounds: np.ndarray) -> None:
     """Add one chunk to several :class:`Moments` (``(moments, features, targets)`` each), using every core.
 
@@ -278,7 +278,7 @@ def accumulate(jobs: Sequence[tuple[Moments | KernelMoments, np.ndarray, np.ndar
     """
     folds = [(f, slice(bounds[f], bounds[f + 1])) for f in range(len(bounds) - 1) if bounds[f + 1] > bounds[f]]
 
-    def add(job: tuple[Moments | KernelMoments, np.ndarray, np.ndarray]) -> None:
+    def add(job: tuple[_Accumulator, np.ndarray, np.ndarray]) -> None:
         moments, x, y = job
         xs, ys = moments._rows(x, y, order)
         for f, rows in folds:
@@ -420,6 +420,8 @@ class TridiagonalEigen:
         if info != 0:
             raise np.linalg.LinAlgError(f"dsytrd failed (info {info})")
         self._packed = np.asfortranarray(packed)
+        self.lam: np.ndarray
+        self._z: np.ndarray
         self.lam, self._z = (scipy.linalg.eigh_tridiagonal(diag, off) if n > 1
                              else (diag.copy(), np.ones((1, 1))))
 

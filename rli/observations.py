@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
-import itertools
 import json
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from rli import checks, recurrent
+from rli import checks
 from rli.errors import RliError
-from rli.space_fit import check_env_fit, dict_entries, flat_shape, flatten_batch
-from rli.threads import one_torch_thread
+from rli.space_fit import dict_entries, flat_shape, flatten_batch
 
 LabelFn = Callable[..., Mapping[str, Any]]
-#: ``from_rollouts(..., episodes=)`` in an env with no stated time limit: the steps after which an episode that has
-#: not ended is refused (an RliError asking for ``max_episode_steps``) rather than run for ever.
-UNLIMITED_EPISODE_STEPS = 100_000
 
 
 def _as_label(name: str, values: Any, n: int) -> np.ndarray:
@@ -269,9 +263,9 @@ class ObsSet:
             except (ValueError, MemoryError):
                 raise RliError(f"n={n} observations of shape {space.shape} do not fit in memory; sample fewer") from None
         else:
-            local = copy.deepcopy(space)
-            local.seed(seed)
-            obs = np.stack([np.asarray(local.sample()) for _ in range(n)])
+            copied = copy.deepcopy(space)
+            copied.seed(seed)
+            obs = np.stack([np.asarray(copied.sample()) for _ in range(n)])
         labels = dict(label_fn(obs)) if label_fn is not None else {}
         return cls(obs, labels, meta={"sampled_from": str(space), "seed": seed})
 
@@ -291,7 +285,7 @@ class ObsSet:
         ``visited_steps`` (T) and ``subsampled_every`` (T/n, or 1.0). Episodes then end
         only by termination, truncation or ``max_episode_steps``; in an environment that
         states no time limit (no spec limit, no ``TimeLimit`` wrapper) an episode still
-        running after :data:`UNLIMITED_EPISODE_STEPS` steps is an :class:`RliError` asking
+        running after :data:`rli.rollout.UNLIMITED_EPISODE_STEPS` steps is an :class:`RliError` asking
         for ``max_episode_steps``.
 
         Labels come from ``label_fn(obs, info) -> {name: value}`` per step, or, by default,
@@ -313,83 +307,10 @@ class ObsSet:
             >>> len(obs), len(set(obs.labels["episode"])), obs.meta["subsampled_every"]
             (50, 5, 2.0)
         """
-        from rli.envs_util import make_env
+        from rli.rollout import collect_rollouts  # rollout collection lives with the rollouts
 
-        n, seed = checks.count(n, "n"), checks.seed(seed)
-        if episodes is not None:
-            episodes = checks.count(episodes, "episodes", hint=" (whole episodes to run; None keeps the first n "
-                                                               "consecutive steps)")
-            checks.seed(seed + episodes - 1, "seed + episodes - 1 (the last episode's seed)")
-        checks.policy(policy)
-        if max_episode_steps is not None:
-            checks.count(max_episode_steps, "max_episode_steps")
-        environment, owned = make_env(env)
-        try:
-            check_env_fit(policy, environment.observation_space, environment.action_space,
-                          env if isinstance(env, str) else type(environment).__name__)
-        except BaseException:
-            if owned:
-                environment.close()
-            raise
-        rows, rows_labels = [], []
-        state = None
-        recorder = recurrent.Recorder(policy) if policy.is_recurrent else None
-        # a feed-forward policy steps inside one inference block (as rli.evaluate does); a recurrent one per step,
-        # since its recorder runs the critic in a block of its own
-        held = policy.inference() if recorder is None else contextlib.nullcontext()
-        enough = (lambda: False) if episodes is not None else (lambda: len(rows) >= n)
-        # whole episodes of an env that states no time limit (it may still truncate itself): refuse a runaway one
-        runaway = (UNLIMITED_EPISODE_STEPS if episodes is not None and max_episode_steps is None
-                   and not _has_time_limit(environment) else None)
-        with one_torch_thread(), held:
-            try:
-                for episode in range(episodes) if episodes is not None else itertools.count():
-                    observation, info = environment.reset(seed=seed + episode)
-                    state = policy.initial_state(1)
-                    start = True
-                    for step in itertools.count():
-                        flat = policy.flat_observation(observation)  # a Dict observation: flat, in gymnasium's order
-                        rows.append(flat)
-                        if recorder is not None:
-                            recorder.record(state, flat[None], start)
-                        labels = dict(label_fn(observation, info)) if label_fn is not None else numeric_info(info)
-                        labels.update(episode=episode, step=step)
-                        rows_labels.append(labels)
-                        if enough():
-                            break
-                        if recorder is None:
-                            action = policy.act_prepared(policy.prepare_obs(flat[None]))
-                        else:
-                            action, state = policy.step(flat[None], state, np.array([start]))
-                        start = False
-                        observation, _, terminated, truncated, info = environment.step(action[0])
-                        if terminated or truncated or (max_episode_steps is not None and step + 1 >= max_episode_steps):
-                            break
-                        if runaway is not None and step + 1 >= runaway:
-                            raise RliError(f"episode {episode} of {env!r} has run {runaway:,} steps without ending and "
-                                           "the env states no time limit; pass max_episode_steps= (or wrap the env "
-                                           "in gymnasium.wrappers.TimeLimit), or collect n consecutive steps "
-                                           "(episodes=None)")
-                    if enough():
-                        break
-            finally:
-                if owned:
-                    environment.close()
-        visited = len(rows)
-        meta: dict[str, Any] = {"env": str(env), "seed": seed}
-        keep = np.arange(visited)
-        if episodes is not None:
-            if visited > n:
-                keep = (np.arange(n, dtype=np.int64) * visited) // n  # evenly spaced, distinct, from step 0 on
-            meta.update(episodes=episodes, visited_steps=visited, subsampled_every=max(visited / n, 1.0))
-        kept_labels = [rows_labels[i] for i in keep]
-        common = set.intersection(*(set(r) for r in kept_labels))
-        labels = {name: np.asarray([r[name] for r in kept_labels]) for name in sorted(common)}
-        obs = np.stack([rows[i] for i in keep])
-        if recorder is None:
-            return cls(obs, labels, meta=meta)
-        meta[recurrent.STATE_OF] = policy.fingerprint
-        return cls(obs, labels, meta=meta, states={name: values[keep] for name, values in recorder.states(visited).items()})
+        return collect_rollouts(env, policy, n, seed, episodes=episodes, label_fn=label_fn,
+                                max_episode_steps=max_episode_steps, into=cls)
 
     # --------------------------------------------------------------------- files
     def save(self, path: str | Path) -> Path:
@@ -400,7 +321,7 @@ class ObsSet:
         if path.suffix != ".npz":
             path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
         try:
-            arrays = {"obs": self._obs, "meta": np.asarray(json.dumps(self.meta))}
+            arrays: dict[str, Any] = {"obs": self._obs, "meta": np.asarray(json.dumps(self.meta))}
         except (TypeError, ValueError) as err:
             raise RliError(f"meta must hold JSON data (numbers, strings, lists, dicts) to be saved ({err})") from None
         arrays.update({f"label:{name}": values for name, values in self._labels.items()})
@@ -527,24 +448,9 @@ def _sample_box(space: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     return out.astype(space.dtype)
 
 
-def _has_time_limit(environment: Any) -> bool:
-    """Whether a gymnasium env ends its episodes after a number of steps (its spec's limit or a TimeLimit wrapper)."""
-    from gymnasium.wrappers import TimeLimit
-
-    spec = getattr(environment, "spec", None)
-    if spec is not None and getattr(spec, "max_episode_steps", None) is not None:
-        return True
-    layer, seen = environment, 0
-    while layer is not None and seen < 100:
-        if isinstance(layer, TimeLimit):
-            return True
-        layer, seen = getattr(layer, "env", None), seen + 1
-    return False
-
-
 def numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:
     """The numeric entries of an env's ``info`` (the default labels of ``from_rollouts``); shared with the protocol."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in info.items():
         if isinstance(key, str) and not key.startswith("_") and isinstance(value, (int, float, np.number)) \
                 and not isinstance(value, bool):
@@ -552,3 +458,22 @@ def numeric_info(info: Mapping[str, Any]) -> dict[str, Any]:
         elif isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and value.ndim <= 1 and value.size <= 64:
             out[key] = value
     return out
+
+
+def obs_length(obs: Any) -> int | None:
+    """How many observations ``obs`` holds (an ObsSet, an array, a tensor, a list), or None if it cannot say.
+
+    A scalar gives None (it is rejected with the other observation checks).
+
+    Example:
+        >>> import numpy as np
+        >>> obs_length(np.zeros((3, 4))), obs_length([[0.0], [1.0]]), obs_length(np.float64(1.0)), obs_length("x")
+        (3, 2, None, None)
+    """
+    if getattr(obs, "ndim", None) == 0:
+        return None
+    if isinstance(obs, ObsSet) or (hasattr(obs, "shape") and hasattr(obs, "__len__")):
+        return len(obs)
+    if isinstance(obs, Sequence) and not isinstance(obs, (str, bytes)):
+        return len(obs)
+    return None

@@ -4,7 +4,11 @@
 observation grid), :func:`layer_profile` (probe score by layer, with CIs and
 controls), :func:`ablation_curve` (relative drop in return as directions are removed,
 with the CI band), :func:`subspace_search` (the minimal-subspace walk) and
-:func:`pca_scatter` (PC1 against PC2 of a layer, coloured by a target).
+:func:`pca_scatter` (PC1 against PC2 of a layer, coloured by a target). The figures of the
+other features are reachable from here too (loaded on first use): :func:`what_when_where` and
+:func:`metric_curves` (training runs, :mod:`rli.training_plots`), :func:`attribution_bars`,
+:func:`attribution_overlay` and :func:`extreme_frames` (:mod:`rli.attribution_plots`), and
+:func:`patch_heatmap` (:mod:`rli.patch_plots`).
 
 Figures are built with the Agg canvas and never registered with ``pyplot``: no global
 state is touched, nothing needs closing, and they render without a display. Save one
@@ -34,7 +38,7 @@ _CONTROL_STYLE = {"untrained": ("untrained network", "#d95f02", "s"),
                   "shuffled": ("shuffled labels", "#7570b3", "v"),
                   "raw_obs": ("raw observation", "#1b9e77", "D")}
 _MAIN = "#1f4e9c"
-_FONT = {"font.size": 9.5, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "figure.titlesize": 11.5}
+_FONT: Any = {"font.size": 9.5, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "figure.titlesize": 11.5}
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -379,7 +383,11 @@ def subspace_search(search: SubspaceSearch, *, title: str | None = None) -> Figu
     ax.yaxis.set_minor_locator(_no_ticks())
     ax.set_xlabel("k (principal directions kept)")
     ax.set_ylabel("relative drop in return (%)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    from matplotlib.ticker import MaxNLocator
+
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):  # the default AutoLocator is one
+        locator.set_params(integer=True)
     ax.legend(loc="best", fontsize=8.5, frameon=False)
     order = "by explained variance" if search.method == "ordered" else "greedy"
     ax.set_title(title or f"keep-only subspaces at {search.layer}\n({order}; the rest held at its mean)")
@@ -471,3 +479,24 @@ def _extend(values: np.ndarray, low: float, high: float) -> str:
     """Colour-bar arrows for values beyond the (robust) colour limits."""
     below, above = values.min() < low, values.max() > high
     return "both" if below and above else "min" if below else "max" if above else "neither"
+
+
+#: figures that live in their feature's module, reachable as ``rli.plots.<name>`` (imported on first use:
+#: attribution needs captum).
+_ELSEWHERE = {
+    "what_when_where": "rli.training_plots",
+    "metric_curves": "rli.training_plots",
+    "attribution_bars": "rli.attribution_plots",
+    "attribution_overlay": "rli.attribution_plots",
+    "extreme_frames": "rli.attribution_plots",
+    "patch_heatmap": "rli.patch_plots",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``rli.plots.what_when_where`` and the other figures of :data:`_ELSEWHERE`, from their modules."""
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

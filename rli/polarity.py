@@ -8,7 +8,7 @@ large), and a probe refitted on the inverted observations points the other way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -19,21 +19,14 @@ from rli import checks, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
 from rli.errors import RliError
 from rli.moments import Moments, accumulate, fold_order
-from rli.observations import ObsSet
+from rli.observations import ObsSet, obs_length
 from rli.policy import LayerSpec, Policy
-from rli.probes import (
-    _check_ridge_width,
-    _obs_length,
-    _options,
-    _ridge_outcomes,
-    fold_split,
-    probe_target,
-    target_exponent,
-)
+from rli.probes import fold_split, probe_options, probe_target
 from rli.recurrent import RecurrentState, check_mode
+from rli.ridge import check_ridge_width, ridge_outcomes, target_exponent
 
 
-def negate_sensors(obs: Any, indices: int | Sequence[int]) -> Any:
+def negate_sensors(obs: Any, indices: int | Sequence[int] | np.ndarray) -> Any:
     """A copy of ``obs`` with the observation entries at ``indices`` negated.
 
     ``indices`` index one flattened observation; each listed entry is negated once.
@@ -207,23 +200,24 @@ def polarity_test(
         >>> result.r2_normal > 0.95, result.r2_inverted < 0, result.flipped
         (True, True, True)
     """
-    opts = _options(kind="ridge", controls=False, folds=folds, seed=seed, alphas=alphas, standardize=standardize,
-                    control_seeds=1, chunk_size=chunk_size, pool=pool, groups=groups, split=split)
+    opts = probe_options(kind="ridge", controls=False, folds=folds, seed=seed, alphas=alphas, standardize=standardize,
+                         control_seeds=1, chunk_size=chunk_size, pool=pool, groups=groups, split=split)
     checks.policy(policy)
     y, name = probe_target(obs, target, "ridge")
     if y.shape[1] != 1:
         raise RliError(f"polarity_test takes one target column; target {name!r} has {y.shape[1]}")
     y = np.ldexp(y, -target_exponent(y))  # exact rescaling; only scale-free numbers come out
     n = len(y)
-    length = _obs_length(obs)
+    length = obs_length(obs)
     if length is not None and length != n:
         raise RliError(f"target {name!r} has {n} values but obs has {length} observations; give one target value "
                        "per observation")
     resolved = policy.layer(layer)
-    _check_ridge_width(resolved, pool)
+    check_ridge_width(resolved, pool)
     idx = _sensor_indices(sensors, int(np.prod(policy.obs_shape)))
-    opts = replace(opts, fold_split=fold_split(obs, y, opts.folds, opts.seed, groups=groups, split=split))
-    ids = opts.fold_split.ids
+    split_by = fold_split(obs, y, opts.folds, opts.seed, groups=groups, split=split)
+    opts = replace(opts, fold_split=split_by)
+    ids = split_by.ids
     before = policy.fingerprint
     normal, inverted = Moments(opts.folds), Moments(opts.folds)
     seen = 0
@@ -237,6 +231,7 @@ def polarity_test(
             raise RliError(f"obs has more observations than the target's {n} values")
         order, bounds = fold_order(ids[chunk.start:chunk.stop], opts.folds)
         rows = y[chunk.start:chunk.stop]
+        negated: Mapping[str, np.ndarray]
         if replayed is not None:
             negated = next(replayed).activations
         else:
@@ -251,8 +246,10 @@ def polarity_test(
         raise RuntimeError("the policy's parameters changed during the polarity test; something else modified it "
                            "concurrently, so the result is void")
     cols = [slice(0, 1)]
-    fit = _ridge_outcomes(normal, cols, opts, opts.standardize, transfer=inverted)[0]
-    refit = _ridge_outcomes(inverted, cols, opts, opts.standardize)[0]
+    fit = ridge_outcomes(normal, cols, opts, opts.standardize, transfer=inverted)[0]
+    refit = ridge_outcomes(inverted, cols, opts, opts.standardize)[0]
+    if fit.coef is None or refit.coef is None or fit.transfer_scores is None or fit.alpha is None:
+        raise RuntimeError("ridge_outcomes with full=True and transfer= gave no full fit or transfer scores")
     drops = fit.fold_scores - fit.transfer_scores
     s = normal.total()
     mean = s.x / s.n

@@ -214,7 +214,8 @@ class Policy:
         from stable_baselines3.common.preprocessing import is_image_space
 
         if isinstance(space, spaces.Dict):
-            return {str(key): channels_last(sub.shape) for key, sub in space.spaces.items() if is_image_space(sub)}
+            return {str(key): channels_last(sub.shape) for key, sub in space.spaces.items()
+                    if is_image_space(sub) and sub.shape is not None}  # an image space always has a shape
         return {"": channels_last(space.shape)} if is_image_space(space) else {}
 
     @property
@@ -322,6 +323,7 @@ class Policy:
         """
         if self._default is None:
             self._layers = self._describe_layers()
+        assert self._default is not None, "describing the layers chooses the default layer"
         return self.layer(self._default)
 
     def _describe_layers(self) -> LayerTable:
@@ -530,9 +532,11 @@ class Policy:
             parts = dict(obs)
             for key, value in obs.items():
                 if str(key) in last:
+                    shape = self.observation_space.spaces[str(key)].shape
+                    assert shape is not None, "an image entry has a shape"
                     value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
                     with contextlib.suppress(TypeError, ValueError):  # not an array: flatten_batch reports it
-                        value = to_channels_first(np.asarray(value), self.observation_space.spaces[str(key)].shape)
+                        value = to_channels_first(np.asarray(value), shape)
                     parts[key] = value
             obs = parts
         return flatten_batch(self.observation_space, obs)

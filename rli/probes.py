@@ -22,40 +22,35 @@ activations held in memory.
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
-import torch
 
 from rli import checks, recurrent, stats
 from rli.capture import DEFAULT_CHUNK, ActivationChunk, Pool, capture, iter_activations
 from rli.errors import RliError
 from rli.moments import (
-    RELATIVE_GRID,
-    KernelFit,
-    KernelMoments,
-    Moments,
-    RidgeFit,
     accumulate,
     fit_bytes,
     fold_order,
     kept_bytes,
     ridge_moments,
 )
-from rli.observations import ObsSet
+from rli.observations import ObsSet, obs_length
 from rli.policy import Layer, LayerSpec, Policy
 from rli.recurrent import RecurrentState
+from rli.ridge import MAX_RIDGE_WIDTH, FitOutcome, check_ridge_width, ridge_outcomes, target_exponent
+from rli.structured_null import StructuredNull, check_null, for_probe, ridge_scores
 from rli.targets import resolve_target
-from rli.threads import WORKERS, one_blas_thread, run_all
+from rli.threads import WORKERS, one_blas_thread
 from rli.untrained import UntrainedInit, check_init, untrained_copy
 
 KINDS = ("ridge", "lasso", "mlp", "logistic")
-MAX_RIDGE_WIDTH = 4096
 MAX_CONTROL_SEEDS = 100
 _SK_RANGE = (1e-100, 1e100)
 _LOGISTIC_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -84,8 +79,18 @@ class ProbeResult:
     ``controls`` maps ``"untrained"`` (the same layer of the re-initialised network,
     mean over seeds), ``"shuffled"`` (targets permuted between groups, mean over seeds) and
     ``"raw_obs"`` (the observations as the network sees them, after its normaliser)
-    to their scores; ``control_runs`` keeps the per-seed scores. ``selectivity`` is
-    ``r2`` minus the best control (``None`` without controls).
+    to their scores; ``control_runs`` keeps the per-seed scores and ``control_fold_scores``
+    each control's per-fold scores (per fold, the mean over its seeds). ``selectivity`` is
+    ``r2`` minus the best control (``None`` without controls). The probe and every control
+    are scored on the same folds, so ``selectivity_ci`` is the corrected resampled 95%
+    t-interval (Nadeau–Bengio, :func:`rli.stats.cv_interval`) of the per-fold differences
+    against the best control, and ``selectivity_p`` the one-sided p-value of
+    :func:`rli.stats.cv_paired_ttest` for "better than the best control".
+
+    ``null`` (with ``null="structured"``) is the :class:`rli.structured_null.StructuredNull`:
+    the same probe on surrogate targets of the same structure (episodes' power spectra and
+    means, a grid's spatial spectrum), its scores and the p-value for "this layer encodes this
+    target better than targets shaped like it".
 
     ``coef`` (d,) or (d, k) and ``intercept`` give the probe fitted on all ``n``
     observations, in the layer's raw activation space: ``prediction = acts @ coef +
@@ -122,6 +127,10 @@ class ProbeResult:
     notes: tuple[str, ...] = ()
     split: str = "rows (row-level K-fold)"
     n_groups: int | None = None
+    selectivity_ci: tuple[float, float] | None = None
+    selectivity_p: float | None = None
+    control_fold_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    null: StructuredNull | None = None
 
     @property
     def direction(self) -> np.ndarray:
@@ -150,6 +159,8 @@ class ProbeResult:
                 value = list(value)
             elif isinstance(value, dict):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+            elif isinstance(value, StructuredNull):
+                value = value.to_dict()
             out[f.name] = value
         out["best_control"] = self.best_control
         return out
@@ -163,12 +174,19 @@ class ProbeResult:
                      f"[{self.ci[0]:.3f}, {self.ci[1]:.3f}]"))
         for name, value in self.controls.items():
             runs = self.control_runs.get(name, ())
-            label = _CONTROL_LABELS[name] + (" (between groups)" if name == "shuffled" and self.n_groups else "")
+            label = CONTROL_LABELS[name] + (" (between groups)" if name == "shuffled" and self.n_groups else "")
             label += f" ({len(runs)} seeds)" if len(runs) > 1 else ""
             spread = f"seeds {min(runs):.3f}..{max(runs):.3f}" if len(runs) > 1 else ""
             rows.append((f"control: {label}", f"{value:.3f}", spread))
         if self.selectivity is not None:
-            rows.append(("selectivity", f"{self.selectivity:+.3f}", f"(vs {_CONTROL_LABELS[self.best_control]})"))
+            versus = CONTROL_LABELS[str(self.best_control)]
+            against = f"(vs {versus})"
+            if self.selectivity_ci is not None and self.selectivity_p is not None:
+                low, high = self.selectivity_ci
+                against = f"[{low:+.3f}, {high:+.3f}] vs {versus}, paired over the folds, p = {self.selectivity_p:.3g}"
+            rows.append(("selectivity", f"{self.selectivity:+.3f}", against))
+        if self.null is not None:
+            rows.append(("structured null", f"p = {self.null.p_value:.3g}", self.null.details))
         name_width, score_width = (max(len(row[i]) for row in rows) for i in (0, 1))
         lines = [head] + [f"  {name.ljust(name_width)}  {value.rjust(score_width)}  {extra}".rstrip()
                           for name, value, extra in rows]
@@ -187,7 +205,7 @@ class ProbeResult:
         return "\n".join(lines)
 
 
-_CONTROL_LABELS = {"untrained": "untrained network", "shuffled": "shuffled labels", "raw_obs": "raw observation"}
+CONTROL_LABELS = {"untrained": "untrained network", "shuffled": "shuffled labels", "raw_obs": "raw observation"}
 
 
 def _layer_label(name: str, index: int | None) -> str:
@@ -326,17 +344,17 @@ class LayerProfile:
         score = "R²" if first.metric == "r2" else "acc"
         head = f"{first.kind} probe profile of {first.target!r}: n = {first.n}, split {first.split}, seed {first.seed}"
         with_controls = any(r.selectivity is not None for r in self.results)
-        rows = [("layer", "name", "type", "width", score, "95% CI", f"Δ{score}", "routing")
-                + (("best control", "selectivity") if with_controls else ())]
+        rows: list[tuple[str, ...]] = [("layer", "name", "type", "width", score, "95% CI", f"Δ{score}", "routing")
+                                       + (("best control", "selectivity") if with_controls else ())]
         for i, r in enumerate(self.results):
             delta = f"{self.deltas[i - 1]:+.3f}" if i else ""
             route = self.routing[i - 1] if i else ""
-            row = ("" if r.layer_index is None else str(r.layer_index), r.layer, r.layer_type, str(r.width),
-                   f"{r.r2:.3f}",
-                   f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]", delta, route)
+            row: tuple[str, ...] = ("" if r.layer_index is None else str(r.layer_index), r.layer, r.layer_type,
+                                    str(r.width), f"{r.r2:.3f}", f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]", delta, route)
+            best_control = r.best_control  # None exactly when there are no controls, and then selectivity is None
             if with_controls:
-                row += ((f"{r.best_control} {r.controls[r.best_control]:.3f}", f"{r.selectivity:+.3f}")
-                        if r.selectivity is not None else ("", ""))
+                row += ((f"{best_control} {r.controls[best_control]:.3f}", f"{r.selectivity:+.3f}")
+                        if r.selectivity is not None and best_control is not None else ("", ""))
             rows.append(row)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         best = ", ".join(_layer_label(r.layer, r.layer_index) for r in self.best_set)
@@ -368,6 +386,8 @@ def probe(
     groups: Any = None,
     split: str = "auto",
     untrained_init: Any = None,
+    null: str | None = None,
+    null_samples: int | None = None,
 ) -> ProbeResult:
     """Decode ``target`` from the activations of ``layer``: held-out score, 95% CI and controls.
 
@@ -424,6 +444,13 @@ def probe(
         untrained_init: how the untrained control networks are initialised: a callable
             ``(module, seed) -> None`` that re-initialises the policy's torch module in
             place, or ``None`` for the policy's own initialiser.
+        null: ``"structured"`` also scores the probe on ``null_samples`` surrogate targets
+            with the target's structure but no tie to the observations (per-episode
+            phase-randomised with permuted episode means; a phase-randomised field on a
+            grid; :mod:`rli.structured_null`) → ``result.null`` with its p-value.
+        null_samples: how many surrogates (default 99 for ridge, which fits them as extra
+            target columns on the same statistics; 19 for lasso, mlp and logistic, each a
+            full refit).
 
     Example:
         >>> import numpy as np, torch, torch.nn as nn, rli
@@ -437,9 +464,9 @@ def probe(
         >>> rli.probe(policy, episodes, x[:, 0], layer=1, controls=False).split
         'grouped by episode, 5 folds, 20 groups'
     """
-    return _run(policy, obs, target, [layer], _options(kind, controls, folds, seed, alphas, standardize,
-                                                      control_seeds, chunk_size, pool, recurrent_state, groups,
-                                                      split, untrained_init))[0]
+    opts = probe_options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool,
+                         recurrent_state, groups, split, untrained_init)
+    return _run(policy, obs, target, [layer], replace(opts, **check_null(null, null_samples, kind)))[0]
 
 
 def probe_layers(
@@ -461,6 +488,8 @@ def probe_layers(
     groups: Any = None,
     split: str = "auto",
     untrained_init: Any = None,
+    null: str | None = None,
+    null_samples: int | None = None,
 ) -> LayerProfile:
     """Probe every layer of the actor trunk (or ``layers``) from one capture → :class:`LayerProfile`.
 
@@ -479,6 +508,7 @@ def probe_layers(
     checks.policy(policy)
     if isinstance(layers, np.ndarray):
         layers = layers.tolist()
+    specs: list[LayerSpec]
     if layers is None:
         specs = list(policy.actor_layers)
     elif isinstance(layers, (int, np.integer, str, Layer)):
@@ -489,14 +519,17 @@ def probe_layers(
         raise RliError(f"layers must be a list of layers (or None for the whole actor trunk), not {layers!r}")
     if not specs:
         raise RliError("layers is empty; pass None for the whole actor trunk or a list of layers")
-    opts = _options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool, recurrent_state,
+    opts = probe_options(kind, controls, folds, seed, alphas, standardize, control_seeds, chunk_size, pool, recurrent_state,
                     groups, split, untrained_init)
+    opts = replace(opts, **check_null(null, null_samples, kind))
     return LayerProfile(tuple(_run(policy, obs, target, specs, opts)))
 
 
 # ---------------------------------------------------------------------------------------- options
 @dataclass(frozen=True)
-class _Options:
+class ProbeOptions:
+    """The checked keywords of one :func:`rli.probe` / :func:`rli.probe_layers` call (:func:`probe_options`)."""
+
     kind: str
     controls: bool
     folds: int
@@ -511,16 +544,24 @@ class _Options:
     split: str = "auto"
     untrained_init: Any = None
     fold_split: FoldSplit | None = None  # resolved by _run from groups / split and the observations
+    null: str | None = None  # the structured null (rli.structured_null.check_null)
+    null_samples: int = 0
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the resolved folds keep groups (episodes, blocks) together rather than single rows."""
+        return _split_groups(self) is not None
 
 
-def _split_groups(opts: _Options) -> np.ndarray | None:
+def _split_groups(opts: ProbeOptions) -> np.ndarray | None:
     """Each row's group code under the resolved split (None: row-level folds)."""
     return None if opts.fold_split is None else opts.fold_split.groups
 
 
-def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, standardize: bool,
-             control_seeds: int, chunk_size: int, pool: Pool, recurrent_state: Any = None, groups: Any = None,
-             split: str = "auto", untrained_init: Any = None) -> _Options:
+def probe_options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, standardize: bool,
+                  control_seeds: int, chunk_size: int, pool: Pool, recurrent_state: Any = None, groups: Any = None,
+                  split: str = "auto", untrained_init: Any = None) -> ProbeOptions:
+    """The keywords of :func:`rli.probe` checked (one-line :class:`RliError` each) → :class:`ProbeOptions`."""
     if not isinstance(split, str) or split not in SPLITS:
         raise RliError(f"split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
     if groups is not None and split in ("rows", "blocks"):
@@ -545,7 +586,7 @@ def _options(kind: str, controls: bool, folds: int, seed: int, alphas: Any, stan
         if kind == "mlp" and len(grid) > 1:
             raise RliError("an mlp probe takes one alpha (its L2 penalty), not a grid")
         alphas = grid
-    return _Options(kind, checks.flag(controls, "controls"), int(folds), int(seed), alphas,
+    return ProbeOptions(kind, checks.flag(controls, "controls"), int(folds), int(seed), alphas,
                     checks.flag(standardize, "standardize"), int(control_seeds), int(chunk_size), pool,
                     recurrent.check_mode(recurrent_state), groups, split, untrained_init)
 
@@ -787,21 +828,11 @@ def _shuffled(y: np.ndarray, groups: np.ndarray | None, seed: int, i: int) -> np
         return y[rng.permutation(len(y))]
     order = np.argsort(groups, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(groups))])
-    members = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    members = [order[a:b] for a, b in itertools.pairwise(bounds)]
     out = np.empty_like(y)
     for rows, source in zip(members, (members[g] for g in rng.permutation(len(members)))):
         out[rows] = y[source[np.arange(len(rows)) % len(source)]]
     return out
-
-
-def _obs_length(obs: Any) -> int | None:
-    if isinstance(obs, (np.ndarray, torch.Tensor)) and obs.ndim == 0:
-        return None  # a scalar: rejected with the other observation checks
-    if isinstance(obs, (ObsSet, np.ndarray, torch.Tensor)):
-        return len(obs)
-    if isinstance(obs, Sequence) and not isinstance(obs, (str, bytes)):
-        return len(obs)
-    return None
 
 
 # -------------------------------------------------------------------------------- untrained copies
@@ -818,167 +849,7 @@ def _raw_features(policy: Policy, obs: np.ndarray) -> np.ndarray:
     return np.asarray(seen).reshape(len(seen), -1)
 
 
-class _Outcome(NamedTuple):
-    """The numbers of one probe fit (a layer, or one control run)."""
-
-    fold_scores: np.ndarray
-    output_scores: np.ndarray
-    width: int
-    coef: np.ndarray | None = None
-    intercept: np.ndarray | None = None
-    alpha: float | None = None
-    fold_alphas: tuple[float, ...] = ()
-    n_nonzero: int | None = None
-    balanced: np.ndarray | None = None
-    notes: tuple[str, ...] = ()
-    transfer_scores: np.ndarray | None = None
-
-
-def _candidates(fit: RidgeFit | KernelFit, alphas: tuple[float, ...] | None) -> np.ndarray:
-    """The penalties a fit chooses among: the relative grid times its Gram scale, or the user's."""
-    return fit.base * RELATIVE_GRID if alphas is None else np.asarray(alphas, dtype=np.float64)
-
-
-def _grid_scores(m: Moments | KernelMoments, fit: RidgeFit | KernelFit, grid: np.ndarray, fold: int,
-                 cols: slice) -> np.ndarray:
-    """Held-out R² (mean over the outputs in ``cols``) on ``fold`` of ``fit`` at each penalty of ``grid``."""
-    if isinstance(fit, KernelFit):  # one pass of the reflectors for every penalty at once
-        dual = fit.dual[:, cols]
-        stacked = np.hstack([dual / (fit.lam + a)[:, None] for a in grid])
-        w_all = fit.z.T @ fit.tridiagonal.expand(stacked) / fit.scale[:, None]
-        k = dual.shape[1]
-        models = [(w_all[:, i * k:(i + 1) * k], fit.mean_y[cols] - fit.mean_x @ w_all[:, i * k:(i + 1) * k])
-                  for i in range(len(grid))]
-    else:
-        models = [fit.coef(a, cols) for a in grid]
-    return np.asarray([float(m.r2(fold, w, c, cols).mean()) for w, c in models])
-
-
-def _fit_without(m: Moments | KernelMoments, held: tuple[int, ...], folds: int,
-                 standardize: bool) -> RidgeFit | KernelFit:
-    """The ridge fit of every fold but those in ``held`` (the inner training sets of a grouped split)."""
-    keep = [f for f in range(folds) if f not in held]
-    if isinstance(m, KernelMoments):
-        parts = [m.rows(f, held_out=True) for f in keep]
-        return KernelFit(np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]), standardize)
-    return RidgeFit(m.sums(keep), standardize)
-
-
-def _inner_ridge_scores(m: Moments | KernelMoments, groups: Sequence[slice], opts: _Options,
-                        standardize: bool) -> np.ndarray:
-    """Grouped inner CV of the ridge penalty from the per-fold statistics: for outer fold f, each other fold g is
-    held out of f's training folds in turn (one fit per pair of folds, shared by f and g). Scores are indexed by
-    the candidate's position in its fit's grid (a penalty relative to the training Gram's scale, or the user's).
-
-    Returns (column groups × folds × candidates) summed inner R²."""
-    size = len(RELATIVE_GRID) if opts.alphas is None else len(opts.alphas)
-    inner = np.zeros((len(groups), opts.folds, size))
-    pairs = [(f, g) for f in range(opts.folds) for g in range(f + 1, opts.folds)]
-
-    def score_pair(pair: tuple[int, int]) -> None:
-        f, g = pair
-        fit = _fit_without(m, pair, opts.folds, standardize)
-        grid = _candidates(fit, opts.alphas)
-        for i, cols in enumerate(groups):
-            inner[i, f] += _grid_scores(m, fit, grid, g, cols)
-            inner[i, g] += _grid_scores(m, fit, grid, f, cols)
-
-    for pair in pairs:
-        score_pair(pair)
-    return inner
-
-
-def _ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: _Options, standardize: bool,
-                    transfer: Moments | KernelMoments | None = None, full: bool = True) -> list[_Outcome]:
-    """Held-out scores (penalty chosen inside each training fold) and the full fit, for each column group.
-
-    With ``transfer``, each fold's model is also scored on that fold of ``transfer``
-    (the same rows seen through other features, e.g. after a sensor inversion). With
-    ``full=False`` the fit on all rows is skipped (controls need only their held-out scores):
-    ``coef``, ``intercept`` and ``alpha`` are then None.
-
-    Row-level folds choose the penalty by GCV (leave-one-out in closed form). Grouped folds
-    choose it by grouped inner K-fold instead (GCV, a leave-one-*row*-out criterion,
-    under-penalises when neighbouring rows are correlated): fold f's penalty by holding out
-    each other fold of its training set in turn, the full fit's by the outer folds.
-    """
-    scores = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
-    moved = [np.zeros((opts.folds, g.stop - g.start)) for g in groups]
-    out = []
-    fold_alphas = np.zeros((len(groups), opts.folds))
-    inner_cv = _split_groups(opts) is not None and (opts.alphas is None or len(opts.alphas) > 1)
-    size = len(RELATIVE_GRID) if opts.alphas is None else len(opts.alphas)
-    inner = _inner_ridge_scores(m, groups, opts, standardize) if inner_cv else None
-    outer = np.zeros((len(groups), opts.folds, size))
-
-    def score_fold(f: int) -> None:
-        fit = m.fit(f, standardize)
-        for g, cols in enumerate(groups):
-            if inner is not None:
-                grid = _candidates(fit, opts.alphas)
-                alpha = float(grid[int(np.argmax(inner[g, f]))])
-                outer[g, f] = _grid_scores(m, fit, grid, f, cols) if full else 0.0
-            else:
-                alpha = fit.choose(opts.alphas, cols)
-            fold_alphas[g, f] = alpha
-            model = fit.coef(alpha, cols)
-            scores[g][f] = m.r2(f, *model, cols)
-            if transfer is not None:
-                moved[g][f] = transfer.r2(f, *model, cols)
-
-    dual = isinstance(m, KernelMoments)
-    with one_blas_thread(m.width <= 512 or dual):
-        if dual:  # n×n kernels: the folds' fits side by side, one BLAS thread each (threaded BLAS thrashed under load)
-            run_all([functools.partial(score_fold, f) for f in range(opts.folds)])
-        else:
-            for f in range(opts.folds):
-                score_fold(f)
-        alphas = [[float(a) for a in row] for row in fold_alphas]
-        whole = m.fit(None, standardize) if full else None
-        for g, cols in enumerate(groups):
-            coef = intercept = alpha = None
-            if whole is not None:
-                alpha = (whole.choose(opts.alphas, cols) if inner is None
-                         else float(_candidates(whole, opts.alphas)[int(np.argmax(outer[g].sum(axis=0)))]))
-                w, c = whole.coef(alpha, cols)
-                single = w.shape[1] == 1
-                coef, intercept = (w[:, 0], float(c[0])) if single else (w, c)
-            out.append(_Outcome(scores[g].mean(axis=1), scores[g].mean(axis=0), int(m.width), coef, intercept, alpha,
-                                tuple(alphas[g]),
-                                transfer_scores=moved[g].mean(axis=1) if transfer is not None else None))
-    return out
-
-
-def target_exponent(y: np.ndarray) -> int:
-    """The power of two that brings ``max |y|`` into [0.5, 1).
-
-    Ridge sums squares of the target, which overflow (or underflow to 0, faking a
-    perfect fit) for targets near float64's limits; dividing by a power of two is
-    exact, so R², the chosen penalty and the rescaled weights are bit-identical to
-    the unscaled computation wherever that one stays in range.
-    """
-    return int(np.frexp(np.max(np.abs(y)))[1])
-
-
-def _check_ridge_width(layer: Layer, pool: Pool, rows: int | None = None) -> int | None:
-    """The layer's ridge feature width; :class:`RliError` when its eigenproblem would exceed ``MAX_RIDGE_WIDTH``.
-
-    A ridge probe solves a d×d problem (primal) or, for features wider than the ``rows``
-    observations, an n×n one (dual, :func:`rli.moments.ridge_moments`): ``min(d, n)`` is
-    what must stay within the limit. Without ``rows`` only the primal form counts.
-    """
-    pooled = pool == "channel" and layer.shape is not None and len(layer.shape) > 1
-    width = layer.shape[0] if pooled else layer.width
-    if width is not None and min(width, rows if rows is not None else width) > MAX_RIDGE_WIDTH:
-        dual = f" (or from at most {MAX_RIDGE_WIDTH} observations)" if rows is not None else ""
-        raise RliError(f"layer {layer.name!r} has {width} features per observation; a ridge probe keeps d×d "
-                       f"statistics and takes at most {MAX_RIDGE_WIDTH}{dual}: probe a narrower layer"
-                       + (", use fewer observations" if rows is not None else "")
-                       + (" or pass pool='channel'" if layer.shape and len(layer.shape) > 1 else ""))
-    return width
-
-
-def _control_mode(policy: Policy, opts: _Options) -> RecurrentState | None:
+def _control_mode(policy: Policy, opts: ProbeOptions) -> RecurrentState | None:
     """How an untrained control network of a recurrent policy is run: its own states replayed, or fresh."""
     if not policy.is_recurrent:
         return None
@@ -986,7 +857,7 @@ def _control_mode(policy: Policy, opts: _Options) -> RecurrentState | None:
 
 
 def _control_states(policy: Policy, obs: Any, copies: list[Policy], names: list[str],
-                    opts: _Options) -> tuple[RecurrentState | None, list[Iterator[ActivationChunk]]]:
+                    opts: ProbeOptions) -> tuple[RecurrentState | None, list[Iterator[ActivationChunk]]]:
     """The untrained controls' state mode, and for replayed states one activation stream per control network."""
     mode = _control_mode(policy, opts)
     if mode != "replay" or not copies:
@@ -995,22 +866,26 @@ def _control_states(policy: Policy, obs: Any, copies: list[Policy], names: list[
                                         recurrent_state="replay")) for clone in copies]
 
 
+_Runs = tuple[dict[str, FitOutcome], dict[str, dict[str, list[FitOutcome]]], dict[str, StructuredNull]]
+
+
 def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: np.ndarray,
-               opts: _Options) -> tuple[dict[str, _Outcome], dict[str, dict[str, list[_Outcome]]]]:
+               opts: ProbeOptions) -> _Runs:
     n, k = y.shape
-    widths = {layer.name: _check_ridge_width(layer, opts.pool, n) for layer in layers}
+    widths = {layer.name: check_ridge_width(layer, opts.pool, n) for layer in layers}
     exponent = target_exponent(y)
     y = np.ldexp(y, -exponent)
     seeds = opts.control_seeds if opts.controls else 0
-    y_all = np.hstack([y] + [_shuffled(y, _split_groups(opts), opts.seed, i) for i in range(seeds)])
+    surrogates, null_method = _null_targets(obs, y, opts)
+    y_all = np.hstack([y] + [_shuffled(y, _split_groups(opts), opts.seed, i) for i in range(seeds)] + surrogates)
     names = [layer.name for layer in layers]
     raw_width = int(np.prod(policy.obs_shape))
-    raw_note = ()
+    raw_note: tuple[str, ...] = ()
     with_raw = opts.controls
     if with_raw and min(raw_width, n) > MAX_RIDGE_WIDTH:
         with_raw, raw_note = False, (f"raw-observation control skipped: {raw_width} input features from {n} "
                                      f"observations exceed the {MAX_RIDGE_WIDTH} a ridge probe takes",)
-    sets = [(widths[name], k * (1 + seeds)) for name in names] + [(widths[name], k) for name in names] * seeds
+    sets = [(widths[name], k * (1 + seeds + len(surrogates))) for name in names] + [(widths[name], k) for name in names] * seeds
     sets += [(raw_width, k)] if with_raw else []
     known = [(d, outputs) for d, outputs in sets if d is not None]
     if known:
@@ -1035,6 +910,7 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
             jobs.append((raw, _raw_features(policy, chunk.obs), rows))
         accumulate(jobs, order, bounds)
         for i, (clone, moments) in enumerate(zip(copies, untrained)):
+            acts: Mapping[str, np.ndarray]
             if clone_streams:  # recurrent: each untrained network along the episodes on its own states
                 part = next(clone_streams[i])
                 assert (part.start, part.stop) == (chunk.start, chunk.stop)
@@ -1049,25 +925,40 @@ def _ridge_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids
                        "observation")
     main = [slice(0, k)]
     shuffled_groups = [slice(k * (i + 1), k * (i + 2)) for i in range(seeds)]
-    results, controls = {}, {}
-    raw_outcome = _ridge_outcomes(raw, main, opts, standardize=True, full=False)[0] if raw is not None else None
+    results, controls, nulls = {}, {}, {}
+    raw_outcome = ridge_outcomes(raw, main, opts, standardize=True, full=False)[0] if raw is not None else None
     for name in names:
-        outcomes = _ridge_outcomes(trained[name], main + shuffled_groups, opts, opts.standardize)
+        outcomes = ridge_outcomes(trained[name], main + shuffled_groups, opts, opts.standardize)
         fit = outcomes[0]
+        assert fit.coef is not None and fit.intercept is not None, "a full ridge fit carries its weights"
+        if surrogates:
+            nulls[name] = StructuredNull.from_scores(float(fit.fold_scores.mean()), ridge_scores(
+                trained[name], k * (1 + seeds), k, opts, opts.standardize), null_method)
         results[name] = fit._replace(coef=np.ldexp(fit.coef, exponent), notes=raw_note, intercept=(
             float(np.ldexp(fit.intercept, exponent)) if np.ndim(fit.intercept) == 0 else np.ldexp(fit.intercept, exponent)))
         if opts.controls:
             controls[name] = {
-                "untrained": [_named_init(_ridge_outcomes(m[name], main, opts, opts.standardize, full=False)[0], c)
+                "untrained": [_named_init(ridge_outcomes(m[name], main, opts, opts.standardize, full=False)[0], c)
                               for m, c in zip(untrained, copies)],
                 "shuffled": outcomes[1:],
             }
             if raw_outcome is not None:
                 controls[name]["raw_obs"] = [raw_outcome]
-    return results, controls
+    return results, controls, nulls
 
 
-def _named_init(outcome: _Outcome, clone: Any) -> _Outcome:
+def _null_targets(obs: Any, y: np.ndarray, opts: ProbeOptions) -> tuple[list[np.ndarray], str]:
+    """The structured null's surrogate targets (none without ``null=``) and how they were made: by the split's
+    groups when it is grouped, along the grid of an ``ObsSet.grid``, by the ``episode`` label, else rows permuted
+    (:func:`rli.structured_null.for_probe`)."""
+    if opts.null is None:
+        return [], ""
+    split = opts.fold_split
+    groups = split.groups if split is not None and split.kind == "groups" else None
+    return for_probe(obs, y, groups, opts.null_samples, opts.seed, classes=opts.kind == "logistic")
+
+
+def _named_init(outcome: FitOutcome, clone: Any) -> FitOutcome:
     """An untrained control's outcome, noting how its network was initialised."""
     return outcome._replace(notes=(*outcome.notes, f"initialised with {clone.untrained_init}"))
 
@@ -1113,7 +1004,9 @@ class _GroupedMLP:
         from sklearn.neural_network import MLPRegressor
         from sklearn.preprocessing import StandardScaler
 
-        train, val = _inner_splits(self.groups, y, _MLP_VALIDATION_FOLDS, self.seed, stratify=False)[0]
+        splits = _inner_splits(self.groups, y, _MLP_VALIDATION_FOLDS, self.seed, stratify=False)
+        assert splits is not None, "grouped inner splits exist whenever there are groups"
+        train, val = splits[0]
         self.x_scaler = StandardScaler().fit(x[train])
         self.y_scaler = StandardScaler().fit(y[train].reshape(len(train), -1))
         xs = self.x_scaler.transform(x)
@@ -1133,6 +1026,7 @@ class _GroupedMLP:
                 best_weights = ([c.copy() for c in self.mlp.coefs_], [b.copy() for b in self.mlp.intercepts_])
             if stale > 10:
                 break
+        assert best_weights is not None, "the first epoch always keeps its weights"
         self.mlp.coefs_, self.mlp.intercepts_ = best_weights
         return self
 
@@ -1141,8 +1035,8 @@ class _GroupedMLP:
         return out[:, 0] if out.shape[1] == 1 else out
 
 
-def _sk_model(opts: _Options, standardize: bool, multi: bool, groups: np.ndarray | None = None,
-              y: np.ndarray | None = None) -> Any:
+def _sk_model(opts: ProbeOptions, standardize: bool, multi: bool, groups: np.ndarray | None,
+              y: np.ndarray) -> Any:
     """The scikit-learn probe for one training set; with ``groups`` (those rows' group codes) every inner split
     (lasso's and logistic's CV, the MLP's early-stopping set) holds out whole groups."""
     from sklearn.compose import TransformedTargetRegressor
@@ -1158,10 +1052,10 @@ def _sk_model(opts: _Options, standardize: bool, multi: bool, groups: np.ndarray
         if alphas is not None and len(alphas) == 1:
             model = (MultiTaskLasso if multi else Lasso)(alpha=alphas[0], max_iter=5000)
         else:
-            grid = {} if alphas is None else {"alphas": list(alphas)}
+            search = {} if alphas is None else {"alphas": list(alphas)}
             cv = _inner_splits(groups, y, _INNER_FOLDS, opts.seed, stratify=False)
             model = (MultiTaskLassoCV if multi else LassoCV)(
-                cv=KFold(3, shuffle=True, random_state=opts.seed) if cv is None else cv, max_iter=5000, **grid)
+                cv=KFold(3, shuffle=True, random_state=opts.seed) if cv is None else cv, max_iter=5000, **search)
         return make_pipeline(scaler, model)
     if opts.kind == "logistic":
         grid = alphas or _LOGISTIC_GRID
@@ -1179,7 +1073,7 @@ def _sk_model(opts: _Options, standardize: bool, multi: bool, groups: np.ndarray
     return TransformedTargetRegressor(make_pipeline(StandardScaler(), mlp), transformer=StandardScaler())
 
 
-def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, standardize: bool) -> _Outcome:
+def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: ProbeOptions, standardize: bool) -> FitOutcome:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import balanced_accuracy_score, r2_score
 
@@ -1207,7 +1101,7 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: _Options, s
         unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     notes = (f"{opts.kind} did not converge in {unconverged} of {opts.folds + 1} fits",) if unconverged else ()
     coef, intercept, alpha, nonzero = _sk_weights(final, opts.kind)
-    return _Outcome(np.asarray(scores), np.mean(outputs, axis=0) if outputs else np.asarray([np.mean(scores)]),
+    return FitOutcome(np.asarray(scores), np.mean(outputs, axis=0) if outputs else np.asarray([np.mean(scores)]),
                     x.shape[1], coef, intercept, alpha, (), nonzero, np.asarray(balanced) if classify else None, notes)
 
 
@@ -1232,7 +1126,7 @@ def _sk_weights(model: Any, kind: str) -> tuple[np.ndarray | None, Any, float | 
 
 
 def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: np.ndarray,
-            opts: _Options) -> tuple[dict[str, _Outcome], dict[str, dict[str, list[_Outcome]]]]:
+            opts: ProbeOptions) -> _Runs:
     names = [layer.name for layer in layers]
     if opts.kind != "logistic":
         largest = float(np.max(np.abs(y)))
@@ -1245,7 +1139,7 @@ def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: n
     acts = capture(policy, source, names, chunk_size=opts.chunk_size, pool=opts.pool,
                    recurrent_state=opts.recurrent_state)
     results = {name: _sk_outcome(acts[name], y, ids, opts, opts.standardize) for name in names}
-    controls: dict[str, dict[str, list[_Outcome]]] = {}
+    controls: dict[str, dict[str, list[FitOutcome]]] = {}
     if opts.controls:
         seeds = range(opts.control_seeds)
         clone_mode = _control_mode(policy, opts)
@@ -1262,17 +1156,22 @@ def _sk_run(policy: Policy, obs: Any, y: np.ndarray, layers: list[Layer], ids: n
                              for i in seeds],
                 "raw_obs": [raw],
             }
-    return results, controls
+    surrogates, null_method = _null_targets(obs, y, opts)
+    nulls = {name: StructuredNull.from_scores(
+        float(results[name].fold_scores.mean()),
+        [_sk_outcome(acts[name], s, ids, opts, opts.standardize).fold_scores.mean() for s in surrogates], null_method)
+        for name in names} if surrogates else {}
+    return results, controls, nulls
 
 
 # ------------------------------------------------------------------------------------------ driver
-def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts: _Options) -> list[ProbeResult]:
+def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts: ProbeOptions) -> list[ProbeResult]:
     if not isinstance(policy, Policy):
         raise RliError(f"policy must be an rli.Policy (use rli.load_policy(...)), not {type(policy).__name__}")
     if isinstance(obs, Mapping):  # Dict observations: flat rows in gymnasium's order, so "obs[i]" indexes them
         obs = policy.prepare_obs(obs)
     y, name = probe_target(obs, target, opts.kind)
-    length = _obs_length(obs)
+    length = obs_length(obs)
     if length is not None and length != len(y):
         raise RliError(f"target {name!r} has {len(y)} values but obs has {length} observations; give one target "
                        "value (or row) per observation")
@@ -1285,7 +1184,7 @@ def _run(policy: Policy, obs: Any, target: Any, specs: Sequence[LayerSpec], opts
     return _results(policy, *run(policy, obs, y, layers, ids, opts), layers, name, y, opts)
 
 
-def _state_notes(policy: Policy, opts: _Options) -> list[str]:
+def _state_notes(policy: Policy, opts: ProbeOptions) -> list[str]:
     """What a recurrent policy's result says about the hidden states it was measured on."""
     if not policy.is_recurrent:
         return []
@@ -1296,7 +1195,7 @@ def _state_notes(policy: Policy, opts: _Options) -> list[str]:
     return [note]
 
 
-def _split_fields(opts: _Options) -> dict[str, Any]:
+def _split_fields(opts: ProbeOptions) -> dict[str, Any]:
     """The result's ``split`` and ``n_groups`` from the resolved split."""
     split = opts.fold_split
     if split is None:
@@ -1304,8 +1203,9 @@ def _split_fields(opts: _Options) -> dict[str, Any]:
     return {"split": split.description, "n_groups": split.n_groups}
 
 
-def _results(policy: Policy, outcomes: dict[str, _Outcome], controls: dict[str, dict[str, list[_Outcome]]],
-             layers: list[Layer], target: str, y: np.ndarray, opts: _Options) -> list[ProbeResult]:
+def _results(policy: Policy, outcomes: dict[str, FitOutcome], controls: dict[str, dict[str, list[FitOutcome]]],
+             nulls: dict[str, StructuredNull], layers: list[Layer], target: str, y: np.ndarray,
+             opts: ProbeOptions) -> list[ProbeResult]:
     classify = opts.kind == "logistic"
     chance = float(np.unique(y, return_counts=True)[1].max() / len(y)) if classify else None
     out = []
@@ -1315,6 +1215,8 @@ def _results(policy: Policy, outcomes: dict[str, _Outcome], controls: dict[str, 
         means = {key: float(np.mean(v)) for key, v in runs.items()}
         r2 = float(o.fold_scores.mean())
         low, high = stats.cv_interval(o.fold_scores)
+        per_fold = {key: tuple(map(float, np.mean([r.fold_scores for r in rs], axis=0)))
+                    for key, rs in controls.get(layer.name, {}).items()}
         notes = list(o.notes) + _state_notes(policy, opts)
         for key, rs in controls.get(layer.name, {}).items():
             notes += [f"{key} control: {note}" for note in dict.fromkeys(n for r in rs for n in r.notes)]
@@ -1323,10 +1225,22 @@ def _results(policy: Policy, outcomes: dict[str, _Outcome], controls: dict[str, 
             metric="accuracy" if classify else "r2", target=target, r2=r2,
             ci=(max(low, 0.0) if classify else low, min(high, 1.0)),
             fold_scores=tuple(map(float, o.fold_scores)), controls=means, control_runs=runs,
-            selectivity=r2 - max(means.values()) if means else None, coef=o.coef, intercept=o.intercept,
+            selectivity=r2 - max(means.values()) if means else None, **_selectivity(o.fold_scores, means, per_fold),
+            control_fold_scores=per_fold, null=nulls.get(layer.name), coef=o.coef, intercept=o.intercept,
             alpha=o.alpha, fold_alphas=o.fold_alphas, n_nonzero=o.n_nonzero,
             balanced_accuracy=float(o.balanced.mean()) if o.balanced is not None else None, chance=chance,
             output_r2=() if classify else tuple(map(float, o.output_scores)), n=len(y), width=o.width,
             folds=opts.folds, seed=opts.seed, standardize=opts.standardize, notes=tuple(notes),
             **_split_fields(opts)))
     return out
+
+
+def _selectivity(scores: np.ndarray, means: dict[str, float],
+                 per_fold: dict[str, tuple[float, ...]]) -> dict[str, Any]:
+    """Selectivity against the best control, fold by fold: the per-fold differences of the layer's score and the
+    control's (per fold, the mean over its seeds), their corrected resampled 95% t-interval and one-sided p-value."""
+    if not means:
+        return {"selectivity_ci": None, "selectivity_p": None}
+    best = np.asarray(per_fold[max(means, key=means.__getitem__)])
+    return {"selectivity_ci": stats.cv_interval(scores - best),
+            "selectivity_p": stats.cv_paired_ttest(scores, best, alternative="greater")[1]}

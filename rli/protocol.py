@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rli import defaults
 from rli.capture import capture
 from rli.comparison import Comparison
 from rli.envs_util import resolve_env
@@ -44,9 +45,9 @@ from rli.errors import RliError
 from rli.observations import ObsSet, numeric_info
 from rli.polarity import PolarityResult, polarity_test
 from rli.policy import Layer, LayerSpec, Policy
-from rli.probes import _CONTROL_LABELS, LayerProfile, ProbeResult, probe_layers
+from rli.probes import CONTROL_LABELS, LayerProfile, ProbeResult, probe_layers
 from rli.subspace import fit_pca
-from rli.sweeps import AblationCurve, SubspaceSearch, ablation_curve, minimal_subspace
+from rli.sweeps import AblationCurve, SubspaceSearch, SubspaceStep, ablation_curve, minimal_subspace
 from rli.targets import check_target_name, obs_entry, resolve_target
 
 if TYPE_CHECKING:
@@ -54,12 +55,12 @@ if TYPE_CHECKING:
 
 CARD_KEY = "interrogate"
 CARD_FIELDS = ("env", "target", "target_unit", "layer", "sensors", "probe_obs", "polarity_obs", "grid_axes")
-DEFAULT_KS = (1, 2, 4, 8, 16)
-#: The protocol's defaults (the CLI's too): paired episodes per comparison, visited observations kept, and the
-#: whole episodes they are spread over (enough episodes for probes that split by episode).
-DEFAULT_EPISODES = 20
-DEFAULT_N_OBS = 4000
-DEFAULT_OBS_EPISODES = 20
+#: The protocol's defaults (the CLI's too), from :mod:`rli.defaults`: paired episodes per comparison, visited
+#: observations kept, and the whole episodes they are spread over (enough episodes for probes that split by episode).
+DEFAULT_KS = defaults.KS
+DEFAULT_EPISODES = defaults.EPISODES
+DEFAULT_N_OBS = defaults.N_OBS
+DEFAULT_OBS_EPISODES = defaults.OBS_EPISODES
 
 
 # ------------------------------------------------------------------------------------------ cards
@@ -218,7 +219,7 @@ def with_target(obs: ObsSet, name: str, *, what: str = "the observations") -> Ob
     return obs.with_labels(**{name: resolve_target(obs, name)[0]})
 
 
-def _infer_target(env: str, rollouts: ObsSet, seed: int) -> str:
+def infer_target(env: str, rollouts: ObsSet, seed: int) -> str:
     """The first numeric ``info`` entry the environment reports (in its own order) that the rollouts carry and that varies."""
     from rli.envs_util import make_env
 
@@ -247,7 +248,7 @@ class _Setup:
     sources: dict[str, str]
 
 
-def _resolve(policy: Any, trust: bool, given: dict[str, Any]) -> _Setup:
+def resolve_setup(policy: Any, trust: bool, given: dict[str, Any]) -> _Setup:
     """Read the policy's card, settle each setting (argument, else card; inferred/default later) and load the policy.
 
     A policy file is loaded with the environment, so a plain torch module gets its
@@ -275,7 +276,7 @@ def _default_layer(policy: Policy) -> Layer:
     return policy.default_layer
 
 
-def _need_env(setup: _Setup, why: str) -> Any:
+def need_env(setup: _Setup, why: str) -> Any:
     """The environment setting, checked by :func:`rli.envs_util.resolve_env` (ids looked up, modules imported)
     before any work; a gymnasium.Env instance is refused (the protocol runs several envs side by side)."""
     env = setup.settings.get("env")
@@ -335,8 +336,9 @@ class Report:
         """One short sentence per step: the number that matters."""
         r, p, c, s = self.probe, self.polarity, self.pc1, self.subspace
         layer = _layer_text(_layer_of(r))
+        best_control, selectivity = _strongest_control(r)
         probe = (f"layer {layer} decodes {r.target!r} with held-out R² {r.r2:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]; "
-                 f"selectivity {r.selectivity:+.2f} over the {_CONTROL_LABELS[r.best_control]}.")
+                 f"selectivity {selectivity:+.2f} over the {CONTROL_LABELS[best_control]}.")
         polarity = ("skipped (no sensors given)." if p is None else
                     f"negating observation {', '.join(map(str, p.sensors))} takes the probe's R² from "
                     f"{p.r2_normal:.3f} to {p.r2_inverted:.3f}; the refitted probe {_READING_TEXT[p.reading]}.")
@@ -516,24 +518,32 @@ def _layer_of(result: ProbeResult) -> Layer:
     return Layer(name=result.layer, type=result.layer_type, width=result.width, shape=None, index=result.layer_index)
 
 
+def _strongest_control(result: ProbeResult) -> tuple[str, float]:
+    """The best control's name and the layer's selectivity over it (the protocol's probe always runs controls)."""
+    name, selectivity = result.best_control, result.selectivity
+    assert name is not None and selectivity is not None, "the protocol's probe runs with controls"
+    return name, selectivity
+
+
 def _probe_finding(report: Report) -> str:
     r, s = report.probe, report.settings
     layer = _layer_of(r)
-    controls = ", ".join(f"{_CONTROL_LABELS[k]} {v:.3f}" for k, v in r.controls.items())
+    best_control, selectivity = _strongest_control(r)
+    control = CONTROL_LABELS[best_control]
+    controls = ", ".join(f"{CONTROL_LABELS[k]} {v:.3f}" for k, v in r.controls.items())
     text = (f"Layer {_layer_text(layer)} ({r.layer_type}, width {r.width}) decodes {r.target!r} with held-out R² "
             f"{r.r2:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}] ({r.kind} probe, split {r.split}, over {r.n:,} observations: "
-            f"{s['probe_obs']}). Controls: {controls}; selectivity {r.selectivity:+.2f} over the "
-            f"{_CONTROL_LABELS[r.best_control]}.")
-    best_score = r.controls[r.best_control]
-    if r.selectivity > 0 and r.ci[0] > best_score:
-        text += (f" The layer's CI lies above the {_CONTROL_LABELS[r.best_control]}'s score: on these observations "
+            f"{s['probe_obs']}). Controls: {controls}; selectivity {selectivity:+.2f} over the {control}.")
+    best_score = r.controls[best_control]
+    if selectivity > 0 and r.ci[0] > best_score:
+        text += (f" The layer's CI lies above the {control}'s score: on these observations "
                  "the trained layer decodes more of the target than any control did (selectivity is a difference "
                  "of point estimates; the controls' own noise is not in this interval).")
-    elif r.selectivity > 0:
-        text += (f" The layer's CI reaches down to the {_CONTROL_LABELS[r.best_control]}'s score: these numbers do "
+    elif selectivity > 0:
+        text += (f" The layer's CI reaches down to the {control}'s score: these numbers do "
                  "not show that the trained layer decodes more than that control.")
     else:
-        text += (f" The {_CONTROL_LABELS[r.best_control]} does as well: the probe does not show that the network "
+        text += (f" The {control} does as well: the probe does not show that the network "
                  "computes the target.")
     best = report.profile.best
     text += f" Across the actor trunk the best layer is {_layer_text(_layer_of(best))} (R² {best.r2:.3f})."
@@ -589,6 +599,12 @@ def _ablation_finding(report: Report) -> str:
     return text
 
 
+def _relative_drop(step: SubspaceStep) -> float:
+    drop = step.comparison.relative_drop
+    assert drop is not None, "the subspace search refuses a baseline mean of 0"
+    return drop
+
+
 def _subspace_finding(report: Report) -> str:
     s = report.subspace
     last = s.comparison
@@ -604,7 +620,7 @@ def _subspace_finding(report: Report) -> str:
     where = (f"on {len(last.baseline.returns)} fresh seeds ({last.baseline.seeds[0]}..{last.baseline.seeds[-1]})"
              if s.confirmation is not None else "on the seeds the search used")
     if not s.found:
-        best = min(s.steps, key=lambda step: step.comparison.relative_drop)
+        best = min(s.steps, key=_relative_drop)
         return (f"No subspace of up to {s.k} principal directions of layer {layer} was shown to keep return within "
                 f"±{s.tolerance:.0%} {walk}: the equivalence test did not pass ({where}: relative drop "
                 f"{_pct(last.relative_drop)}, {test}); on the search seeds the best, {len(best.kept)} directions, "
@@ -699,43 +715,16 @@ def interrogate(
         (1, 'default', 2)
     """
     started = time.perf_counter()
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 2:
-        raise RliError(f"episodes must be an integer of at least 2 (paired comparisons), got {episodes!r}")
-    if isinstance(obs_episodes, bool) or not isinstance(obs_episodes, (int, np.integer)) or obs_episodes < 2:
-        raise RliError(f"obs_episodes must be an integer of at least 2 (the probe splits the visited observations by "
-                       f"episode; default {DEFAULT_OBS_EPISODES}), got {obs_episodes!r}")
-    if method not in ("greedy", "ordered"):
-        raise RliError(f"method must be 'greedy' or 'ordered', not {method!r}")
-    if not 0 <= tolerance < 1:
-        raise RliError(f"tolerance is a fraction of the baseline return in [0, 1), got {tolerance}")
-    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
-        raise RliError(f"candidates must be a positive integer, got {candidates!r}")
-    ks = tuple(int(k) for k in ks)
-    if not ks or ks[0] != 1 or list(ks) != sorted(set(ks)):
-        raise RliError(f"ks must be increasing numbers of directions starting at 1 (PC1 alone), got {list(ks)}")
+    ks = _check_arguments(episodes, obs_episodes, method, tolerance, candidates, ks)
     given = {"env": env, "target": target, "layer": layer, "sensors": None if sensors is None else list(sensors),
              "probe_obs": probe_obs, "polarity_obs": polarity_obs, "grid_axes": grid_axes, "target_unit": target_unit}
-    setup = _resolve(policy, trust, given)
+    setup = resolve_setup(policy, trust, given)
     policy, settings, sources = setup.policy, setup.settings, setup.sources
     timings: dict[str, float] = {}
-    env_id = _need_env(setup, "the ablation steps run episodes")
-    if "layer" in settings:
-        chosen = policy.layer(settings["layer"])
-    else:
-        chosen, sources["layer"] = _default_layer(policy), "default"
-    settings["layer"] = chosen.index if chosen.index is not None else chosen.name
-    size = int(np.prod(policy.obs_shape))
-    if settings.get("sensors") is not None and not all(-size <= int(i) < size for i in settings["sensors"]):
-        raise RliError(f"sensors {settings['sensors']} must be observation indices 0..{size - 1}")
+    env_id = need_env(setup, "the ablation steps run episodes")
+    chosen = _choose_layer(policy, settings, sources)
     # names are checked before any work: the target against the given observations (or the observation size)
-    given_probe = _step_obs(setup, "probe", trust)
-    if "target" in settings:
-        if not isinstance(settings["target"], str):
-            raise RliError(f"target must be a label name or 'obs[I]' (the protocol's steps use several observation "
-                           f"sets, so give the values as a label of each), not {type(settings['target']).__name__}")
-        check_target_name(settings["target"], size)
-        if given_probe is not None:
-            with_target(given_probe[0], settings["target"], what=f"the probe observations ({given_probe[1]})")
+    given_probe = _check_names(setup, trust)
     with _stages(progress) as stage:
         stage("collecting the observations the policy visits")
         tick = time.perf_counter()
@@ -744,7 +733,7 @@ def interrogate(
         rollout_text = (f"{len(rollouts):,} observations visited by the policy, spread over {obs_episodes} episodes "
                         f"(seeds {rollout_seed}..{rollout_seed + obs_episodes - 1})")
         if "target" not in settings:
-            settings["target"], sources["target"] = _infer_target(env_id, rollouts, rollout_seed), "inferred"
+            settings["target"], sources["target"] = infer_target(env_id, rollouts, rollout_seed), "inferred"
         name = settings["target"]
         given_obs = given_probe
         if given_obs is None:
@@ -769,7 +758,7 @@ def interrogate(
         stage("step 2/4, polarity inversion")
         tick = time.perf_counter()
         polarity = None
-        given_obs = _step_obs(setup, "polarity", trust)
+        given_obs = step_obs(setup, "polarity", trust)
         if given_obs is None:
             given_obs, sources["polarity_obs"] = (probe_set, settings["probe_obs"]), "default: the probe observations"
         polarity_set = with_target(given_obs[0], name, what=f"the polarity observations ({given_obs[1]})")
@@ -807,7 +796,55 @@ def interrogate(
         scatter={"acts": acts, "values": values, "basis": basis, "ratios": ratios.tolist(), "source": scatter_source})
 
 
-def _step_obs(setup: _Setup, step: str, trust: bool) -> tuple[ObsSet, str] | None:
+def _check_arguments(episodes: Any, obs_episodes: Any, method: Any, tolerance: Any, candidates: Any,
+                     ks: Sequence[int]) -> tuple[int, ...]:
+    """Check :func:`interrogate`'s numeric and method arguments (before any work) → ``ks`` as a tuple."""
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 2:
+        raise RliError(f"episodes must be an integer of at least 2 (paired comparisons), got {episodes!r}")
+    if isinstance(obs_episodes, bool) or not isinstance(obs_episodes, (int, np.integer)) or obs_episodes < 2:
+        raise RliError(f"obs_episodes must be an integer of at least 2 (the probe splits the visited observations by "
+                       f"episode; default {DEFAULT_OBS_EPISODES}), got {obs_episodes!r}")
+    if method not in ("greedy", "ordered"):
+        raise RliError(f"method must be 'greedy' or 'ordered', not {method!r}")
+    if not 0 <= tolerance < 1:
+        raise RliError(f"tolerance is a fraction of the baseline return in [0, 1), got {tolerance}")
+    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
+        raise RliError(f"candidates must be a positive integer, got {candidates!r}")
+    ks = tuple(int(k) for k in ks)
+    if not ks or ks[0] != 1 or list(ks) != sorted(set(ks)):
+        raise RliError(f"ks must be increasing numbers of directions starting at 1 (PC1 alone), got {list(ks)}")
+    return ks
+
+
+def _choose_layer(policy: Policy, settings: dict[str, Any], sources: dict[str, str]) -> Layer:
+    """The layer of steps 1–4 (the card's or the argument's, else the default), recorded in ``settings``."""
+    if "layer" in settings:
+        chosen = policy.layer(settings["layer"])
+    else:
+        chosen, sources["layer"] = _default_layer(policy), "default"
+    settings["layer"] = chosen.index if chosen.index is not None else chosen.name
+    return chosen
+
+
+def _check_names(setup: _Setup, trust: bool) -> tuple[ObsSet, str] | None:
+    """Check the sensors and the target name (against the given probe observations, or the observation size)
+    → the given probe observations (``None`` if none)."""
+    settings = setup.settings
+    size = int(np.prod(setup.policy.obs_shape))
+    if settings.get("sensors") is not None and not all(-size <= int(i) < size for i in settings["sensors"]):
+        raise RliError(f"sensors {settings['sensors']} must be observation indices 0..{size - 1}")
+    given_probe = step_obs(setup, "probe", trust)
+    if "target" in settings:
+        if not isinstance(settings["target"], str):
+            raise RliError(f"target must be a label name or 'obs[I]' (the protocol's steps use several observation "
+                           f"sets, so give the values as a label of each), not {type(settings['target']).__name__}")
+        check_target_name(settings["target"], size)
+        if given_probe is not None:
+            with_target(given_probe[0], settings["target"], what=f"the probe observations ({given_probe[1]})")
+    return given_probe
+
+
+def step_obs(setup: _Setup, step: str, trust: bool) -> tuple[ObsSet, str] | None:
     """The observations given for a step (``"probe"`` or ``"polarity"``) and their description; ``None`` if none.
 
     Paths from the card are relative to the card; paths given as arguments to the current directory.
@@ -816,8 +853,8 @@ def _step_obs(setup: _Setup, step: str, trust: bool) -> tuple[ObsSet, str] | Non
     spec = setup.settings.get(key)
     if spec is None:
         return None
-    from_card = setup.sources[key] == "card" and setup.card is not None
-    obs = load_obs(spec, base=setup.card.parent if from_card else Path("."), trust=trust)
+    card = setup.card if setup.sources[key] == "card" else None
+    obs = load_obs(spec, base=Path(".") if card is None else card.parent, trust=trust)
     return obs, _describe_obs(spec, obs)
 
 

@@ -28,7 +28,7 @@ States are stored per observation as float arrays named ``"actor.0"``, ``"actor.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def from_rows(policy: Any, part: str, rows: Mapping[str, np.ndarray], index: Any
 def check_mode(recurrent_state: Any) -> RecurrentState | None:
     """Validate a ``recurrent_state=`` argument (``None``, ``"recorded"``, ``"replay"`` or ``"fresh"``)."""
     if recurrent_state is None or (isinstance(recurrent_state, str) and recurrent_state in MODES):
-        return recurrent_state
+        return cast(RecurrentState, recurrent_state)
     raise RliError(f"recurrent_state must be 'recorded' (the states stored with observations from "
                    f"rli.ObsSet.from_rollouts), 'replay' (recompute them with this policy along the episodes), "
                    f"'fresh' (every observation from an initial state) or None (recorded), not {recurrent_state!r}")
@@ -272,11 +272,11 @@ def replay(policy: Any, obs: Any) -> dict[str, np.ndarray]:
             for name in out:
                 out[name][rows] = current[name][active]
             x = policy._tensor(arr[rows])
-            first = torch.full((len(active),), float(t == 0), device=policy.device)
-            _, actor = recurrent.step(x, from_rows(policy, "actor", current, active, dims), first)
+            first_step = torch.full((len(active),), float(t == 0), device=policy.device)
+            _, actor = recurrent.step(x, from_rows(policy, "actor", current, active, dims), first_step)
             updated = to_rows(policy, "actor", actor, dims)
             if critic is not None:
-                _, value_state = critic(x, from_rows(policy, "critic", current, active, dims), first)
+                _, value_state = critic(x, from_rows(policy, "critic", current, active, dims), first_step)
                 updated.update(to_rows(policy, "critic", value_state, dims))
             for name, values in updated.items():
                 current[name][active] = values

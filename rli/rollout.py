@@ -1,8 +1,10 @@
-"""`evaluate`: vectorised, batched, seeded rollouts, optionally under interventions."""
+"""Rollouts: `evaluate` (vectorised, batched, seeded, optionally under interventions) and the observations a policy
+visits (`collect_rollouts`, behind :meth:`rli.ObsSet.from_rollouts`)."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from rli import checks
+from rli import checks, recurrent
 from rli.envs_util import resolve_env
 from rli.errors import RliError
 from rli.interventions import bind_all
+from rli.observations import LabelFn, ObsSet, numeric_info
 from rli.policy import Policy
 from rli.space_fit import check_env_fit
 from rli.threads import one_torch_thread
@@ -244,3 +247,138 @@ def _run(policy: Policy, envs: Any, episodes: int, seed: int, slots: int, max_st
             if finished_count < episodes:
                 obs, _ = envs.reset(seed=reset_seeds, options={"reset_mask": done})
     return returns, lengths, capped
+
+
+# ------------------------------------------------------------------------------ observations from rollouts
+#: ``collect_rollouts(..., episodes=)`` in an env with no stated time limit: the steps after which an episode that
+#: has not ended is refused (an RliError asking for ``max_episode_steps``) rather than run for ever.
+UNLIMITED_EPISODE_STEPS = 100_000
+
+
+def collect_rollouts(env: Any, policy: Any, n: int, seed: int, *, episodes: int | None = None,
+                     label_fn: LabelFn | None = None, max_episode_steps: int | None = None,
+                     into: type[ObsSet] = ObsSet) -> ObsSet:
+    """``n`` observations visited by ``policy`` acting deterministically in ``env``: :meth:`rli.ObsSet.from_rollouts`.
+
+    ``into`` is the ObsSet class built (a subclass calling ``from_rollouts`` gets its own kind).
+
+    Example:
+        >>> import rli, torch.nn as nn
+        >>> from rli.rollout import collect_rollouts
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 1)), env="Pendulum-v1")
+        >>> obs = collect_rollouts("Pendulum-v1", policy, n=30, seed=0, episodes=3, max_episode_steps=20)
+        >>> len(obs), sorted(set(obs.labels["episode"].tolist()))
+        (30, [0, 1, 2])
+    """
+    from rli.envs_util import make_env
+
+    n, seed = checks.count(n, "n"), checks.seed(seed)
+    if episodes is not None:
+        episodes = checks.count(episodes, "episodes", hint=" (whole episodes to run; None keeps the first n "
+                                                           "consecutive steps)")
+        checks.seed(seed + episodes - 1, "seed + episodes - 1 (the last episode's seed)")
+    checks.policy(policy)
+    if max_episode_steps is not None:
+        checks.count(max_episode_steps, "max_episode_steps")
+    environment, owned = make_env(env)
+    try:
+        check_env_fit(policy, environment.observation_space, environment.action_space,
+                      env if isinstance(env, str) else type(environment).__name__)
+    except BaseException:
+        if owned:
+            environment.close()
+        raise
+    visits = _Visits(policy, label_fn, stop_at=None if episodes is not None else n)
+    # whole episodes of an env that states no time limit (it may still truncate itself): refuse a runaway one
+    runaway = (UNLIMITED_EPISODE_STEPS if episodes is not None and max_episode_steps is None
+               and not _has_time_limit(environment) else None)
+    # a feed-forward policy steps inside one inference block (as rli.evaluate does); a recurrent one per step,
+    # since its recorder runs the critic in a block of its own
+    held = policy.inference() if visits.recorder is None else contextlib.nullcontext()
+    with one_torch_thread(), held:
+        try:
+            for episode in range(episodes) if episodes is not None else itertools.count():
+                visits.episode(environment, seed, episode, max_episode_steps, runaway, env)
+                if visits.enough():
+                    break
+        finally:
+            if owned:
+                environment.close()
+    return visits.kept(into, n, episodes, {"env": str(env), "seed": seed})
+
+
+class _Visits:
+    """The rows, labels and (recurrent) states a rollout visits, step by step."""
+
+    def __init__(self, policy: Any, label_fn: LabelFn | None, stop_at: int | None) -> None:
+        self.policy, self.label_fn, self.stop_at = policy, label_fn, stop_at
+        self.rows: list[np.ndarray] = []
+        self.labels: list[dict[str, Any]] = []
+        self.recorder = recurrent.Recorder(policy) if policy.is_recurrent else None
+
+    def enough(self) -> bool:
+        return self.stop_at is not None and len(self.rows) >= self.stop_at
+
+    def episode(self, environment: Any, seed: int, episode: int, max_episode_steps: int | None,
+                runaway: int | None, env: Any) -> None:
+        """Run episode ``episode`` (reset with ``seed + episode``) until it ends or enough rows are visited."""
+        policy = self.policy
+        observation, info = environment.reset(seed=seed + episode)
+        state = policy.initial_state(1)
+        start = True
+        for step in itertools.count():
+            flat = policy.flat_observation(observation)  # a Dict observation: flat, in gymnasium's order
+            self.rows.append(flat)
+            if self.recorder is not None:
+                self.recorder.record(state, flat[None], start)
+            labels = dict(self.label_fn(observation, info)) if self.label_fn is not None else numeric_info(info)
+            labels.update(episode=episode, step=step)
+            self.labels.append(labels)
+            if self.enough():
+                return
+            if self.recorder is None:
+                action = policy.act_prepared(policy.prepare_obs(flat[None]))
+            else:
+                action, state = policy.step(flat[None], state, np.array([start]))
+            start = False
+            observation, _, terminated, truncated, info = environment.step(action[0])
+            if terminated or truncated or (max_episode_steps is not None and step + 1 >= max_episode_steps):
+                return
+            if runaway is not None and step + 1 >= runaway:
+                raise RliError(f"episode {episode} of {env!r} has run {runaway:,} steps without ending and "
+                               "the env states no time limit; pass max_episode_steps= (or wrap the env "
+                               "in gymnasium.wrappers.TimeLimit), or collect n consecutive steps "
+                               "(episodes=None)")
+
+    def kept(self, into: type[ObsSet], n: int, episodes: int | None, meta: dict[str, Any]) -> ObsSet:
+        """The visited rows kept (all, or ``n`` spread evenly over whole episodes) as an ObsSet."""
+        visited = len(self.rows)
+        keep = np.arange(visited)
+        if episodes is not None:
+            if visited > n:
+                keep = (np.arange(n, dtype=np.int64) * visited) // n  # evenly spaced, distinct, from step 0 on
+            meta.update(episodes=episodes, visited_steps=visited, subsampled_every=max(visited / n, 1.0))
+        kept_labels = [self.labels[i] for i in keep]
+        common = set.intersection(*(set(r) for r in kept_labels))
+        labels = {name: np.asarray([r[name] for r in kept_labels]) for name in sorted(common)}
+        obs = np.stack([self.rows[i] for i in keep])
+        if self.recorder is None:
+            return into(obs, labels, meta=meta)
+        meta[recurrent.STATE_OF] = self.policy.fingerprint
+        states = {name: values[keep] for name, values in self.recorder.states(visited).items()}
+        return into(obs, labels, meta=meta, states=states)
+
+
+def _has_time_limit(environment: Any) -> bool:
+    """Whether a gymnasium env ends its episodes after a number of steps (its spec's limit or a TimeLimit wrapper)."""
+    from gymnasium.wrappers import TimeLimit
+
+    spec = getattr(environment, "spec", None)
+    if spec is not None and getattr(spec, "max_episode_steps", None) is not None:
+        return True
+    layer, seen = environment, 0
+    while layer is not None and seen < 100:
+        if isinstance(layer, TimeLimit):
+            return True
+        layer, seen = getattr(layer, "env", None), seen + 1
+    return False

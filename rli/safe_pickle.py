@@ -56,6 +56,8 @@ def _is_inert_class(module: str, obj: Any) -> bool:
         return True
     if module.startswith("torch.nn.modules") and issubclass(obj, torch.nn.Module):
         return True
+    if module.startswith("rli.envs.") and issubclass(obj, torch.nn.Module):  # rli's benchmark nets (MiniGridCNN)
+        return True
     if module.startswith("torch.optim") and issubclass(obj, torch.optim.Optimizer):
         return True
     if module.startswith(("stable_baselines3.", "sb3_contrib.")):
@@ -76,7 +78,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED_GLOBALS or module.startswith(_ALLOWED_MODULE_PREFIXES):
             return super().find_class(module, name)
         if module.startswith(("gymnasium.spaces", "torch.nn.modules", "torch.optim", "stable_baselines3.",
-                              "sb3_contrib.")):
+                              "sb3_contrib.", "rli.envs.")):
             try:
                 obj = getattr(importlib.import_module(module), name)
             except (ImportError, AttributeError):

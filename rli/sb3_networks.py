@@ -9,7 +9,7 @@ one (``NatureCNN``, a custom MLP) comes first.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from rli.network import (
 )
 from rli.space_fit import flat_dtype, flat_shape
 
+if TYPE_CHECKING:
+    from stable_baselines3.common.policies import BasePolicy
+
 
 def _names(root: nn.Module, path: str) -> list[str]:
     """Layers of the trunk part at ``path``; none for an empty container (CnnPolicy's default ``policy_net``)."""
@@ -45,7 +48,7 @@ def _zeros_like_space(space: Any, device: Any) -> Any:
     return torch.zeros((2, *space.shape), dtype=torch.float32, device=device)
 
 
-def _extractor_names(root: nn.Module, path: str) -> list[str]:
+def _extractor_names(root: BasePolicy, path: str) -> list[str]:
     """Layers of a features extractor in the order they produce outputs (none for one that only flattens).
 
     A ``NatureCNN`` or a user's extractor is traced once on zeros, so that layers are in
@@ -142,8 +145,8 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
                 critic += ["lstm_critic"]
             elif getattr(policy, "critic", None) is not None:
                 critic += ["critic"]
-        actor += _names(policy, "mlp_extractor.policy_net") + ["action_net"]
-        critic += _names(policy, "mlp_extractor.value_net") + ["value_net"]
+        actor += [*_names(policy, "mlp_extractor.policy_net"), "action_net"]
+        critic += [*_names(policy, "mlp_extractor.value_net"), "value_net"]
         if recurrent:
             return _recurrent_network(policy, algorithm or "RecurrentPPO", actor, critic, common, x)
         name = algorithm or "ActorCriticPolicy"
@@ -158,7 +161,7 @@ def sb3_network(policy: Any, algorithm: str | None = None) -> Network:
     if isinstance(policy, (SACPolicy, TD3Policy)):
         is_sac = isinstance(policy, SACPolicy)
         actor = _extractor_names(policy, "actor.features_extractor")
-        actor += _names(policy, "actor.latent_pi") + ["actor.mu"] if is_sac else _names(policy, "actor.mu")
+        actor += [*_names(policy, "actor.latent_pi"), "actor.mu"] if is_sac else _names(policy, "actor.mu")
         critic = _extractor_names(policy, "critic.features_extractor") + _names(policy, "critic.qf0")
 
         def run_critic(obs: torch.Tensor) -> torch.Tensor:

@@ -289,6 +289,7 @@ def cka(a: Any, b: Any, *, debiased: bool = True, groups: Any = None, confidence
             if codes is None:
                 counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(size)])
             else:
+                assert n_groups is not None, "n_groups is set whenever codes are"
                 counts = np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[codes]
                                    for _ in range(size)])
             draws.append(engine.cka(counts))
@@ -302,6 +303,7 @@ def cka(a: Any, b: Any, *, debiased: bool = True, groups: Any = None, confidence
         rows = np.arange(n)
         blocks = [rows]
     else:
+        assert n_groups is not None, "n_groups is set whenever codes are"
         sizes = np.bincount(codes)
         m = int(sizes.min())
         blocks = [np.flatnonzero(codes == g)[:m] for g in range(n_groups)]

@@ -265,8 +265,8 @@ class PairedComparison:
         return out
 
     def __str__(self) -> str:
-        pct = int(round(self.confidence * 100))
-        rel = "" if self.relative_drop is None else (
+        pct = round(float(self.confidence * 100))
+        rel = "" if self.relative_drop is None or self.relative_ci is None else (
             f" ({self.relative_drop:+.1%}, {pct}% CI [{self.relative_ci[0]:+.1%}, {self.relative_ci[1]:+.1%}])")
         return "\n".join([
             f"paired comparison over {self.n} pairs",
@@ -458,7 +458,7 @@ class Equivalence:
         return out
 
     def __str__(self) -> str:
-        pct = int(round((1 - 2 * self.alpha) * 100))
+        pct = round(float((1 - 2 * self.alpha) * 100))
         verdict = "inside" if self.equivalent else "not inside"
         return (f"relative drop {self.relative_drop:+.1%}, {pct}% CI [{self.ci[0]:+.1%}, {self.ci[1]:+.1%}] "
                 f"{verdict} ±{self.tolerance:.1%} (TOST over {self.n} pairs, p = {self.p_value:.3g})")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rli import checks, stats
+from rli import checks, defaults, stats
 from rli.capture import capture
 from rli.comparison import Comparison, compare
 from rli.errors import RliError
@@ -101,7 +101,7 @@ def ablation_curve(
     ks: Sequence[int] | None = None,
     alphas: Sequence[float] | None = None,
     direction: Any = "pc1",
-    episodes: int = 10,
+    episodes: int = defaults.SWEEP_EPISODES,
     seed: int = 0,
     correction: str = "holm",
     alpha: float = 0.05,
@@ -135,6 +135,7 @@ def ablation_curve(
     if (ks is None) == (alphas is None):
         raise RliError("give exactly one of ks= (numbers of principal directions to remove) or alphas=")
     name = checks.policy(policy).layer(layer).name
+    values: tuple[float, ...]
     if ks is not None:
         if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not all(
                 isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in ks):
@@ -229,7 +230,7 @@ def select_and_confirm(
     while len(kept) < pool and chosen is None:
         remaining = [k for k in range(1, pool + 1) if k not in kept]
         options = remaining if method == "greedy" else remaining[:1]
-        results = {k: trial(tuple(kept + [k]), "selection") for k in options}
+        results = {k: trial((*kept, k), "selection") for k in options}
         best = max(options, key=lambda k: (float(np.mean(results[k][1])), -k))
         kept.append(best)
         path.append(tuple(kept))
@@ -284,7 +285,7 @@ class SubspaceSearch:
                 "equivalence": None if self.equivalence is None else self.equivalence.to_dict()}
 
     def __str__(self) -> str:
-        pct = int(round((1 - 2 * self.alpha) * 100))
+        pct = round(float((1 - 2 * self.alpha) * 100))
         if self.found:
             verdict = (f"{self.k} principal direction(s) {list(self.kept)} suffice: on fresh seeds the {pct}% CI of "
                        f"the relative drop lies inside ±{self.tolerance:.1%}")
@@ -301,7 +302,7 @@ class SubspaceSearch:
         for step in self.steps:
             c = step.comparison
             ci = "—" if step.equivalence is None else _ci(step.equivalence.ci)
-            lines.append(f"{len(step.kept):>3}  {str(list(step.kept)):<20} {c.treated.mean:>10.4g}  "
+            lines.append(f"{len(step.kept):>3}  {list(step.kept)!s:<20} {c.treated.mean:>10.4g}  "
                          f"{_pct(c.relative_drop):>13}  {ci:>22}")
         if self.confirmation is not None and self.equivalence is not None:
             lines.append(f"confirmation (fresh seeds {_seeds(self.confirmation)}): return {self.confirmation.baseline.mean:.4g}"
@@ -326,7 +327,7 @@ def minimal_subspace(
     tolerance: float = 0.05,
     candidates: int = 10,
     method: str = "greedy",
-    episodes: int = 10,
+    episodes: int = defaults.SWEEP_EPISODES,
     seed: int = 0,
     confirm_episodes: int | None = None,
     alpha: float = 0.05,

@@ -41,7 +41,7 @@ def _forward_order(module: nn.Module, obs_shape: tuple[int, ...], dtype: torch.d
     try:
         with evaluating(module):
             trace = trace_forward(module, lambda: module(torch.zeros((2, *obs_shape), dtype=dtype)))
-    except Exception as err:  # noqa: BLE001 — any failure of a user's forward is reported the same way
+    except Exception as err:
         raise RliError(
             f"a forward pass of {type(module).__name__} on zeros of shape (2, {', '.join(map(str, obs_shape))}) "
             f"failed ({type(err).__name__}: {err}); pass the right obs_shape= to rli.load_policy"

@@ -160,7 +160,8 @@ class ScriptGraphModule(nn.Module):
             elif op == "call":
                 result = _bind_call(args[0], args[1:])
             elif op == "if":
-                branch = self._exec(*payload[0 if args[0] else 1], env)
+                branch_steps, branch_returns = payload[0 if args[0] else 1]
+                branch = self._exec(branch_steps, branch_returns, env)
                 result = branch[0] if len(outs) == 1 else branch
             elif op == "prim":
                 result = _PRIM[payload](*args)

@@ -38,7 +38,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from rli.errors import RliError
 from rli.network import Network
 from rli.policy import Policy
 from rli.threads import one_torch_thread
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.policies import BasePolicy
 
 #: An untrained-control initialiser: ``None`` / ``"own"`` (the builder's own), ``"reset_parameters"`` (PyTorch's
 #: defaults on every module that has them, SB3 policies included) or a callable ``init(module, seed)``.
@@ -102,7 +105,7 @@ def clone_network(net: Network) -> Network:
     return copy.deepcopy(net, memo)
 
 
-def is_sb3_policy(module: nn.Module) -> bool:
+def is_sb3_policy(module: nn.Module) -> TypeGuard[BasePolicy]:
     """Whether ``module`` is a Stable-Baselines3 (or sb3-contrib) policy; SB3 is not imported to tell.
 
     Example:
@@ -195,7 +198,7 @@ def _sb3_description(root: nn.Module) -> str:
     return f"{cls} rebuilt as SB3 builds it: {text}"
 
 
-def _constructor_arguments(root: nn.Module) -> dict[str, Any]:
+def _constructor_arguments(root: BasePolicy) -> dict[str, Any]:
     """SB3's ``_get_constructor_parameters()`` completed from the instance where a class leaves arguments out
     (sb3-contrib's recurrent policy omits its LSTM's size, layers and sharing; its ``load`` reads them from the
     saved ``policy_kwargs``, which a live policy does not carry)."""
@@ -211,7 +214,7 @@ def _constructor_arguments(root: nn.Module) -> dict[str, Any]:
     return params
 
 
-def _rebuild_sb3(root: nn.Module, seed: int) -> str | None:
+def _rebuild_sb3(root: BasePolicy, seed: int) -> str | None:
     """Load into ``root`` the parameters of a fresh SB3 policy of its class and constructor arguments; ``None`` if
     SB3 cannot rebuild it (the reason is then warned about by the caller)."""
     try:

@@ -13,6 +13,12 @@ from hypothesis import HealthCheck, settings
 
 # torch._dynamo is imported once, here: pytester's in-process runs restore sys.modules afterwards, and importing it
 # again inside a later run fails with "Only a single TORCH_LIBRARY".
+# For the same reason rli's lazy names are all loaded here: a module first imported inside an in-process run would be
+# dropped after it, and its classes (rli.Policy) then exist twice.
+import rli
+
+for _name in rli.__all__:
+    getattr(rli, _name)
 
 settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=300, deadline=None)

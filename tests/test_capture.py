@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,7 @@ def mlp_and_layers(draw):
     widths = draw(st.lists(st.integers(1, 12), min_size=2, max_size=5))
     activation = draw(st.sampled_from(ACTIVATIONS))
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+    for fan_in, fan_out in pairwise(widths):
         layers += [nn.Linear(fan_in, fan_out), activation()]
     torch.manual_seed(draw(st.integers(0, 2**16)))
     model = nn.Sequential(*layers)

@@ -106,7 +106,7 @@ def test_migration_guide_covers_every_name_and_its_examples_run(tmp_path, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for block in blocks:
-            exec(compile(block, "docs/migration.md", "exec"), namespace)  # noqa: S102 — our own documentation
+            exec(compile(block, "docs/migration.md", "exec"), namespace)
 
 
 # ---------------------------------------------------------------------------------------------- probes

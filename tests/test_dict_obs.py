@@ -115,7 +115,7 @@ def test_evaluate_equals_an_sb3_loop_reseeded_per_episode(trained) -> None:
 
 
 def test_rollouts_capture_and_probe_on_the_flat_vector(trained) -> None:
-    model, path = trained
+    _, path = trained
     policy = rli.load_policy(path)
     obs = rli.ObsSet.from_rollouts(GoalReach, policy, n=120, seed=0)
     assert obs.obs.shape == (120, 8) and {"episode", "step", "distance"} <= set(obs.labels)

@@ -18,7 +18,7 @@ def test_guide_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "docs/guide.md", "exec"), namespace)  # noqa: S102 — our own documentation
+        exec(compile(block, "docs/guide.md", "exec"), namespace)
 
 
 def test_guide_assertion_examples_pass_in_pytest(pytester):

@@ -385,4 +385,4 @@ def test_docs_quick_start_runs():
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks
     for block in blocks:
-        exec(compile(block, "docs/formation_flight.md", "exec"), {})  # noqa: S102 — our own documentation
+        exec(compile(block, "docs/formation_flight.md", "exec"), {})

@@ -191,7 +191,7 @@ def test_erasure_report_says_how_it_split_and_rejects_too_few_groups():
     assert report.before.recovered and report.max_correlation < 1e-9 and report.nonlinear is None
     assert "LEACE promises nothing" not in str(report) and "in-sample (the guarantee)" in str(report)
     assert report.to_dict()["guarantee"] == "in-sample, linear"
-    with pytest.raises(rli.RliError, match="8 groups .by 'episode'.*at least 5 groups each side") as info:
+    with pytest.raises(rli.RliError, match=r"8 groups \(by 'episode'\).*at least 5 groups each side") as info:
         erasure_report(policy, 1, obs, "first")
     assert "\n" not in str(info.value)
     with pytest.raises(rli.RliError, match="groups='nope' is not a label"):

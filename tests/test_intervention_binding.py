@@ -389,7 +389,7 @@ def test_fingerprint_and_arguments():
     policy, twin = rli.load_policy(net), rli.load_policy(copy.deepcopy(net))
     cut = rli.ablate(policy, 1, U)
     assert cut.fingerprint == policy.fingerprint == twin.fingerprint
-    with pytest.raises(rli.RliError, match="must be an rli.Policy"):
+    with pytest.raises(rli.RliError, match=r"must be an rli\.Policy"):
         cut.bind(net)
     assert bind_all(None, policy) is None
     other = contextlib.nullcontext()

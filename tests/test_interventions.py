@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -317,7 +318,7 @@ def mlps(draw):
     activation = draw(st.sampled_from([nn.Tanh, nn.ReLU, nn.ELU]))
     torch.manual_seed(draw(st.integers(0, 2**16)))
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+    for fan_in, fan_out in pairwise(widths):
         layers += [nn.Linear(fan_in, fan_out), activation()]
     obs = np.random.default_rng(draw(st.integers(0, 2**16))).normal(size=(draw(st.integers(2, 60)), widths[0]))
     return rli.load_policy(nn.Sequential(*layers)), obs.astype(np.float32)
@@ -476,7 +477,7 @@ def test_lstm_output_is_edited_and_its_state_and_structure_kept(sb3):
     u = np.random.default_rng(0).normal(size=8)
     unit = u / np.linalg.norm(u)
     clean = rli.capture(policy, obs, layers=["lstm_actor"], recurrent_state="fresh")["lstm_actor"]
-    actions, state = policy.step(obs)
+    _, state = policy.step(obs)
     cut = rli.ablate(policy, "lstm_actor", u)
     with cut:
         edited = rli.capture(policy, obs, layers=["lstm_actor", 3], recurrent_state="fresh")

@@ -130,7 +130,7 @@ def test_untrusted_vecnormalize_is_not_executed(tmp_path, sb3_zip):
     marker = tmp_path / "pwned"
     (tmp_path / "ppo.zip").write_bytes(path.read_bytes())
     (tmp_path / "vecnormalize.pkl").write_bytes(pickle.dumps(_Boom(marker)))
-    with pytest.raises(rli.RliError, match="posix.system"):
+    with pytest.raises(rli.RliError, match=r"posix\.system"):
         rli.load_policy(tmp_path / "ppo.zip")
     assert not marker.exists()
 
@@ -191,7 +191,7 @@ def test_torchscript_with_a_loop_is_refused_clearly(tmp_path):
             return x
 
     torch.jit.script(Custom()).save(str(tmp_path / "custom.pt"))
-    with pytest.raises(rli.RliError, match="prim::Loop.*state_dict.*arch="):
+    with pytest.raises(rli.RliError, match=r"prim::Loop.*state_dict.*arch="):
         rli.load_policy(tmp_path / "custom.pt")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import rli  # noqa: F401 — import torch once here: pytester's in-process runs cannot re-import its C extension
+import rli
 
 pytest_plugins = ["pytester"]
 CHECKPOINT = Path(__file__).parent.parent / "examples" / "checkpoints" / "cartpole_ppo_seed0.zip"
@@ -186,7 +186,7 @@ def test_plain_functions_take_explicit_arguments_and_record_into_the_current_con
     policy = rli.load_policy(CHECKPOINT)
     obs = rli.ObsSet.from_rollouts("CartPole-v1", policy, n=800, seed=1, episodes=10)
     with recording(TestContext(nodeid="isolated")) as context:
-        with pytest.raises(AssertionError, match="is below min=0.9999"):
+        with pytest.raises(AssertionError, match=r"is below min=0\.9999"):
             assert_probe_r2(policy=policy, obs=obs, layer=5, target=np.sin(obs.labels["step"]), min=0.9999,
                             controls=False)
     assert [(m.assertion, m.passed) for m in context.records] == [("assert_probe_r2", False)]

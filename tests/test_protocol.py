@@ -102,9 +102,9 @@ def test_load_obs_imports_nothing_outside_rli_without_trust(capsys):
     with pytest.raises(rli.RliError, match="outside rli; pass trust=True"):
         protocol.load_obs("this:s")   # importing `this` would print the Zen of Python
     assert capsys.readouterr().out == ""
-    with pytest.raises(rli.RliError, match="returned dict, not an rli.ObsSet"):
+    with pytest.raises(rli.RliError, match=r"returned dict, not an rli.ObsSet"):
         protocol.load_obs("builtins:dict", trust=True)
-    with pytest.raises(rli.RliError, match="cannot find 'rli.envs:nothing'"):
+    with pytest.raises(rli.RliError, match=r"cannot find 'rli.envs:nothing'"):
         protocol.load_obs("rli.envs:nothing")
 
 
@@ -120,11 +120,11 @@ def test_with_target_adds_observation_entries_and_lists_labels():
 def test_the_target_is_inferred_from_the_envs_info_in_its_own_order():
     policy = rli.load_policy(nn.Sequential(nn.Linear(28, 4)), env="rli/FormationFlight-v0")
     rollouts = rli.ObsSet.from_rollouts("rli/FormationFlight-v0", policy, n=30, seed=0)
-    assert protocol._infer_target("rli/FormationFlight-v0", rollouts, 0) == "true_upwash"
+    assert protocol.infer_target("rli/FormationFlight-v0", rollouts, 0) == "true_upwash"
     cartpole = rli.ObsSet.from_rollouts("CartPole-v1", rli.load_policy(_cartpole_net(), env="CartPole-v1"), n=30,
                                         seed=0)
     with pytest.raises(rli.RliError, match=r"cannot infer a target: CartPole-v1 .* \(episode, step\) .*obs\[3\]"):
-        protocol._infer_target("CartPole-v1", cartpole, 0)
+        protocol.infer_target("CartPole-v1", cartpole, 0)
 
 
 # ------------------------------------------------------------------------------------------ protocol

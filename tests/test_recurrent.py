@@ -74,7 +74,7 @@ def reference(lstm):
 
 
 def test_from_rollouts_records_the_state_sb3_predict_carries(lstm, reference):
-    model, policy, obs = lstm
+    _, policy, obs = lstm
     before, _, _, rows = reference
     np.testing.assert_array_equal(obs.obs, rows)
     assert obs.meta[recurrent.STATE_OF] == policy.fingerprint
@@ -294,7 +294,7 @@ def test_interventions_fit_on_the_states_asked_for_like_capture(lstm, reference)
 
 
 def test_interventions_replay_states_for_another_policy(lstm):
-    model, policy, obs = lstm
+    _, _, obs = lstm
     other_model = build_sb3("RecurrentPPO")
     with torch.no_grad():
         for param in other_model.policy.lstm_actor.parameters():

@@ -149,7 +149,7 @@ def test_fold_scores_agree_with_scikit_learn_on_awkward_designs(design):
     Ridge at that penalty), so the choice is checked against GCV computed from the hat matrix here.
     """
     x, y, seed, standardize = design
-    n, d = x.shape
+    _, d = x.shape
     result = rli.probe(identity_policy(d), x, y, 0, alphas=GRID, standardize=standardize, controls=False, seed=seed,
                        chunk_size=int(np.random.default_rng(seed).integers(7, 60)))
     xs = x.astype(np.float64)

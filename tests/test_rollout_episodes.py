@@ -10,7 +10,9 @@ labels and recurrent states must be exactly its rows at ``⌊k·T/n⌋``. The pl
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import json
 from pathlib import Path
 
@@ -102,10 +104,10 @@ class _Endless(gym.Env):
 def test_an_episode_that_never_ends_needs_max_episode_steps(small, monkeypatch):
     from gymnasium.envs.classic_control import CartPoleEnv
 
-    from rli import observations
+    from rli import rollout
 
-    monkeypatch.setattr(observations, "UNLIMITED_EPISODE_STEPS", 50)
-    with pytest.raises(rli.RliError, match="episode 0 .* has run 50 steps without ending.*max_episode_steps="):
+    monkeypatch.setattr(rollout, "UNLIMITED_EPISODE_STEPS", 50)
+    with pytest.raises(rli.RliError, match=r"episode 0 .* has run 50 steps without ending.*max_episode_steps="):
         rli.ObsSet.from_rollouts(_Endless(), small, n=10, seed=0, episodes=2)
     capped = rli.ObsSet.from_rollouts(_Endless(), small, n=10, seed=0, episodes=2, max_episode_steps=60)
     assert len(capped) == 10 and capped.meta["visited_steps"] == 120
@@ -129,7 +131,7 @@ def test_recurrent_kept_rows_keep_their_own_states_and_replay_refuses_them():
     layer = "lstm_actor"
     np.testing.assert_allclose(rli.capture(policy, obs, layers=[layer])[layer],
                                rli.capture(policy, full, layers=[layer])[layer][index], atol=1e-6)
-    with pytest.raises(rli.RliError, match="keep one step in .*recorded states"):
+    with pytest.raises(rli.RliError, match=r"keep one step in .*recorded states"):
         rli.capture(policy, obs, layers=[layer], recurrent_state="replay")
     gaps = full[np.flatnonzero(full.labels["step"] % 2 == 0)]  # steps 0, 2, 4, ... of every episode
     with pytest.raises(rli.RliError, match="its steps have gaps"):
@@ -178,11 +180,16 @@ def test_rli_obs_episodes_must_be_at_least_two(pytester, value):
 
 # ---------------------------------------------------------------------------------- CLI, interrogate
 def test_cli_and_protocol_defaults_agree():
-    from rli import cli
+    from rli import cli, defaults
 
     signature = inspect.signature(rli.interrogate).parameters
-    for name, value in cli._DEFAULTS.items():
+    helped = io.StringIO()
+    with contextlib.redirect_stdout(helped), contextlib.suppress(SystemExit):
+        cli.main(["interrogate", "--help"])
+    for name in ("episodes", "n_obs", "obs_episodes"):
+        value = getattr(defaults, name.upper())
         assert getattr(protocol, f"DEFAULT_{name.upper()}") == value == signature[name].default
+        assert f"(default: {value})" in helped.getvalue()
     args = cli._parser().parse_args(["probe", "x.zip"])
     assert args.episodes is None and args.n is None, "unset flags take rli.protocol's defaults"
 

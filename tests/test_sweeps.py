@@ -55,7 +55,7 @@ def test_minimal_subspace_walk_stops_at_the_first_sufficient_subspace(policy, vi
         assert search.steps[-1].equivalence.equivalent
         assert search.confirmation.baseline.seeds.tolist() == list(range(5, 10))  # disjoint from the walk's 0..4
         assert search.found == search.equivalence.equivalent
-        assert search.equivalence.ci[0] > -0.05 and search.equivalence.ci[1] < 0.05 or not search.found
+        assert (search.equivalence.ci[0] > -0.05 and search.equivalence.ci[1] < 0.05) or not search.found
     else:
         assert not search.found
     assert [len(s.kept) for s in search.steps] == list(range(1, search.k + 1))

@@ -29,7 +29,7 @@ from rli.compat.polarity import PolarityTest
 from rli.compat.probing import LassoProbe, LinearProbe, MLPProbe, UntrainedBaseline
 from rli.compat.visualization import plot_ablation_curve, plot_pca_scatter, plot_probe_heatmap
 
-__all__ = [
+__all__ = [  # noqa: RUF022 — the reference toolkit's order, which test_compat checks name for name
     "LinearProbe",
     "MLPProbe",
     "LassoProbe",

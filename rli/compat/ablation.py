@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rli.compat.probing import _engine
+from rli.compat.engine import engine
 from rli.errors import RliError
 from rli.interventions import Intervention, ablate
 
@@ -98,7 +98,7 @@ class AblationHook:
         if given is None:
             raise ValueError("Provide either W (subspace basis) or direction (1-D vector).")
         self._model, self._layer_idx, self._alpha = model, layer_idx, alpha
-        self._policy, self._layer = _engine(model, layer_idx)
+        self._policy, self._layer = engine(model, layer_idx)
         self._W = _reference_basis(given)
         if self._W.ndim != 2 or self._W.shape[0] != self._layer.width:
             raise RliError(f"W has shape {np.shape(given)} but model[{layer_idx}] outputs {self._layer.width} values per "

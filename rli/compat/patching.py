@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from rli.capture import capture_prepared
-from rli.compat.probing import _engine, _measuring_layers
+from rli.compat.engine import engine, measuring_layers
+from rli.errors import RliError
 
 __all__ = ["ActivationPatcher"]
 
@@ -52,15 +53,18 @@ class ActivationPatcher:
 
     def __init__(self, model: nn.Module, layer_idx: int, counterfactual_obs: torch.Tensor) -> None:
         self._model, self._layer_idx, self._cf_obs = model, layer_idx, counterfactual_obs
-        self._policy, self._layer = _engine(model, layer_idx)
+        self._policy, self._layer = engine(model, layer_idx)
         # Validated once; for a CPU tensor or an array this is a view, so in-place edits are followed, as in the
         # reference (non-finite activations they produce are still refused on every pass).
         self._cf_rows = self._policy.prepare_obs(counterfactual_obs)
-        self._module = model[layer_idx]
+        self._module = model[layer_idx]  # type: ignore[index]  # the reference API indexes its model (a Sequential)
+        if self._layer.shape is None:
+            raise RliError(f"layer {layer_idx} of the model has no fixed output shape to patch")
+        self._shape: tuple[int, ...] = self._layer.shape
         self._hook = self._module.register_forward_hook(self._patch)
 
     def _patch(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        if _measuring_layers.get():
+        if measuring_layers.get():
             return output
         self._hook.remove()  # the counterfactual pass runs through this layer too: unpatched
         try:
@@ -68,7 +72,7 @@ class ActivationPatcher:
         finally:
             self._hook = self._module.register_forward_hook(self._patch)
         batch_shape = tuple(self._cf_obs.shape)[:len(self._cf_obs.shape) - len(self._policy.obs_shape)]
-        return torch.as_tensor(acts, dtype=output.dtype, device=output.device).reshape(batch_shape + self._layer.shape)
+        return torch.as_tensor(acts, dtype=output.dtype, device=output.device).reshape(batch_shape + self._shape)
 
     def remove(self) -> None:
         """Take the patch off: forward passes are unchanged again (calling it twice is harmless)."""

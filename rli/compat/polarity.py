@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from rli.capture import capture
-from rli.compat.probing import _extract_activations
+from rli.compat.engine import extract_activations
 from rli.polarity import negate_sensors
 from rli.policy import Policy
 from rli.torch_networks import module_network
@@ -71,8 +71,8 @@ class PolarityTest:
 
     def run(self, layer_idx: int, labels: np.ndarray) -> dict:
         """Fit on normal activations of ``model[layer_idx]``; score on held-out normal and inverted rows."""
-        normal = _extract_activations(self._model, layer_idx, self._dataset)
-        inverted = _extract_activations(self._model, layer_idx, self._dataset_inv)
+        normal = extract_activations(self._model, layer_idx, self._dataset)
+        inverted = extract_activations(self._model, layer_idx, self._dataset_inv)
         train, test, _, inverted_test, y_train, y_test = train_test_split(
             normal, inverted, labels, test_size=0.2, random_state=42)
         probe = Ridge(alpha=1.0).fit(train, y_train)  # default BLAS threads, as the reference (same rounding)

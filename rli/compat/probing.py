@@ -15,58 +15,22 @@ a 95% CI and the untrained-network, shuffled-label and raw-observation controls.
 
 from __future__ import annotations
 
+import abc
 import warnings
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 from sklearn.linear_model import LassoCV, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPRegressor
 from torch import nn
 
-from rli.capture import capture
-from rli.loading import load_policy
-from rli.policy import Layer, Policy
+from rli.compat.engine import extract_activations
 
 __all__ = ["LassoProbe", "LinearProbe", "MLPProbe", "UntrainedBaseline"]
 
 _Probe = TypeVar("_Probe", bound="_HeldOutProbe")
-
-# True while rli measures a model's layers (a forward pass on zeros): active ActivationPatchers stand
-# aside then, since their output has the counterfactual's batch size, not the batch that was run.
-_measuring_layers: ContextVar[bool] = ContextVar("measuring_layers", default=False)
-
-
-def _engine(model: nn.Module, layer_idx: int, obs_shape: tuple[int, ...] | None = None) -> tuple[Policy, Layer]:
-    """rli's view of ``model`` and of the module ``model[layer_idx]`` (found by identity, so nesting does not matter).
-
-    For a flat ``nn.Sequential`` this layer is rli's actor-trunk index ``layer_idx``.
-    """
-    target = model[layer_idx]
-    name = next(name for name, module in model.named_modules() if module is target)
-    token = _measuring_layers.set(True)
-    try:
-        policy = load_policy(model, obs_shape=obs_shape)
-        return policy, policy.layer(name)
-    finally:
-        _measuring_layers.reset(token)
-
-
-def _extract_activations(model: nn.Module, layer_idx: int, obs_dataset: Any) -> np.ndarray:
-    """Activations (n, width) of ``model[layer_idx]`` for observations given as a numpy array or torch tensor.
-
-    Observations are converted to float32 first, as the reference does.
-    """
-    if isinstance(obs_dataset, torch.Tensor):
-        obs = obs_dataset.detach().float()
-    else:
-        obs = np.asarray(obs_dataset, dtype=np.float32)
-    policy, layer = _engine(model, layer_idx, obs_shape=tuple(obs.shape[1:]))
-    return capture(policy, obs, [layer])[layer.name]
-
 
 def _split_fit_score(make: Callable[[], Any], x: Any, y: Any, test_size: float, seed: int,
                      quiet: bool = False) -> tuple[Any, float]:
@@ -84,7 +48,7 @@ def _split_fit_score(make: Callable[[], Any], x: Any, y: Any, test_size: float, 
         return estimator, float(estimator.score(x_test, y_test))
 
 
-class _HeldOutProbe:
+class _HeldOutProbe(abc.ABC):
     """What the three reference probes share: ``fit`` on a model, ``fit_score`` on arrays, ``score``."""
 
     def __init__(self) -> None:
@@ -99,8 +63,12 @@ class _HeldOutProbe:
         one value per observation; ``test_size`` and ``seed`` define the split. Returns
         ``self``; :meth:`score` gives the held-out result.
         """
-        self.fit_score(_extract_activations(model, layer_idx, obs_dataset), labels, test_size=test_size, seed=seed)
+        self.fit_score(extract_activations(model, layer_idx, obs_dataset), labels, test_size=test_size, seed=seed)
         return self
+
+    @abc.abstractmethod
+    def fit_score(self, X: Any, y: Any, test_size: float = 0.2, seed: int = 42) -> Any:  # noqa: N803 (reference API)
+        """Fit on a seeded split of ``X`` (activations) and ``y``; the held-out score (each probe defines it)."""
 
     def score(self) -> Any:
         """Held-out R² of the last :meth:`fit` or :meth:`fit_score` (``RuntimeError`` before any fit)."""
@@ -138,7 +106,7 @@ class LinearProbe(_HeldOutProbe):
         one value per observation; ``test_size`` and ``seed`` define the split. Returns
         ``self``; :meth:`score` gives the held-out R².
         """
-        self._activations = _extract_activations(model, layer_idx, obs_dataset)
+        self._activations = extract_activations(model, layer_idx, obs_dataset)
         self.fit_score(self._activations, labels, test_size=test_size, seed=seed)
         return self
 
@@ -200,7 +168,7 @@ class LassoProbe(_HeldOutProbe):
         super().__init__()
         self._n_nonzero: int | None = None
 
-    def score(self) -> tuple[float, int]:
+    def score(self) -> tuple[float, int | None]:
         """``(held-out R², non-zero coefficients)`` of the last fit (``RuntimeError`` before any fit)."""
         return super().score(), self._n_nonzero
 

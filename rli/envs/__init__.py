@@ -1,4 +1,4 @@
-"""Reference environments, registered with gymnasium when ``rli`` is imported.
+"""Reference environments, registered with gymnasium when ``rli`` is imported (:mod:`rli.registration`).
 
 ``rli/FormationFlight-v0`` (:class:`~rli.envs.formation.FormationFlightEnv`): a
 follower aircraft keeping formation behind a leader and saving energy in its
@@ -13,14 +13,12 @@ Example:
     400
 """
 
-from gymnasium.envs.registration import register, registry
-
 from rli.envs.formation import FormationFlightEnv, probe_grid
 from rli.envs.wake import SpanUpwash, WakeModel
+from rli.registration import register_envs
 
 FORMATION_FLIGHT = "rli/FormationFlight-v0"
 
-if FORMATION_FLIGHT not in registry:
-    register(id=FORMATION_FLIGHT, entry_point="rli.envs.formation:FormationFlightEnv", max_episode_steps=400)
+register_envs()  # every id in rli.registration.ENVS (e.g. rli/MiniGridDoorKey-v0, which needs minigrid when made)
 
 __all__ = ["FORMATION_FLIGHT", "FormationFlightEnv", "SpanUpwash", "WakeModel", "probe_grid"]

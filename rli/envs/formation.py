@@ -131,7 +131,7 @@ class FormationFlightEnv(gym.Env[np.ndarray, np.ndarray]):
         True
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / DT)}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / DT)}  # noqa: RUF012 — gym.Env declares metadata an instance attribute: a ClassVar fails mypy
 
     def __init__(self, *, wake: WakeModel | None = None, sensor_noise: float = 0.05, gust_std: float = 0.25,
                  gust_time: float = 1.0, leader_manoeuvres: bool = True, render_mode: str | None = None) -> None:

@@ -35,7 +35,7 @@ class ZooGoal(gym.Env):
     distance to the goal; an episode lasts ``GOAL_HORIZON`` steps. ``info["distance"]`` is the distance to the goal.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 — gym.Env declares metadata an instance attribute: a ClassVar fails mypy
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.render_mode = render_mode
@@ -90,7 +90,7 @@ class ZooImage(gym.Env):
     (``FLASH_PROBABILITY``): constant and nearly constant input features, as in real image envs.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 — gym.Env declares metadata an instance attribute: a ClassVar fails mypy
     channels_last = False
     channels = 1
 

@@ -12,21 +12,13 @@ import numpy as np
 
 from rli.attribution import AttributionResult, attribute
 from rli.errors import RliError
+from rli.plots import new_figure
 from rli.policy import Policy
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _MAIN = "#1f4e9c"
-
-
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def attribution_bars(result: AttributionResult, *, top: int = 20, title: str | None = None) -> Figure:
@@ -43,7 +35,7 @@ def attribution_bars(result: AttributionResult, *, top: int = 20, title: str | N
         raise RliError(f"attribution_bars takes an AttributionResult (from rli.attribution.attribute), not "
                        f"{type(result).__name__}")
     shares = sorted(result.shares.values(), key=lambda s: -s.share)[:top]
-    fig = _figure(5.5, 0.8 + 0.28 * len(shares))
+    fig = new_figure(5.5, 0.8 + 0.28 * len(shares))
     ax = fig.add_subplot()
     values = np.array([s.share for s in shares])
     low = np.array([s.ci[0] for s in shares])
@@ -88,7 +80,7 @@ def attribution_overlay(result: AttributionResult, frames: Any, *, rows: Any = N
     chosen = list(range(min(6, len(gray)))) if rows is None else [int(r) for r in np.atleast_1d(rows)]
     if not chosen or max(chosen) >= len(gray) or min(chosen) < -len(gray):
         raise RliError(f"rows must index the {len(gray)} attributed frames, got {rows!r}")
-    fig = _figure(2.0 * len(chosen), 2.3)
+    fig = new_figure(2.0 * len(chosen), 2.3)
     for i, row in enumerate(chosen):
         ax = fig.add_subplot(1, len(chosen), i + 1)
         ax.imshow(gray[row], cmap="gray")
@@ -123,7 +115,7 @@ def extreme_frames(policy: Policy, frames: Any, *, scores: Any = None, k: int = 
     images = arr.astype(np.float64)
     if images.shape[-1] in (1, 3, 4) and images.shape[1:] != policy.obs_shape:
         images = np.transpose(images, (0, 3, 1, 2))
-    fig = _figure(2.0 * k, 4.4)
+    fig = new_figure(2.0 * k, 4.4)
     for r, (name, rows) in enumerate(picks):
         for c, row in enumerate(rows):
             ax = fig.add_subplot(2, k, r * k + c + 1)

@@ -41,7 +41,7 @@ _MAIN = "#1f4e9c"
 _FONT: Any = {"font.size": 9.5, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "figure.titlesize": 11.5}
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     """A Figure on an Agg canvas (not registered with pyplot), with the module's font sizes."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -219,7 +219,7 @@ def probe_heatmap(
     extent = _extent(h_values), _extent(v_values)
     same_unit = horizontal["unit"] and horizontal["unit"] == vertical["unit"]
     ratio = (extent[1][1] - extent[1][0]) / (extent[0][1] - extent[0][0]) if same_unit else 0.8
-    fig = _figure(12.0, max(3.3, min(6.5, 3.0 * ratio + 0.9)))
+    fig = new_figure(12.0, max(3.3, min(6.5, 3.0 * ratio + 0.9)))
     panels = fig.subplots(1, 3)
     residual_lim = float(np.abs(images[2]).max()) or 1.0
     label = _with_unit(name, target_unit)
@@ -270,7 +270,7 @@ def layer_profile(profile: LayerProfile, *, highlight: Any = None, title: str | 
     x = np.arange(len(results))
     r2 = np.array([r.r2 for r in results])
     ci = np.array([r.ci for r in results])
-    fig = _figure(7.6, 4.2)
+    fig = new_figure(7.6, 4.2)
     ax = fig.subplots()
     _style(ax)
     floor = -0.5
@@ -325,7 +325,7 @@ def ablation_curve(curve: AblationCurve, *, title: str | None = None) -> Figure:
     drops = np.array([np.nan if d is None else 100 * d for d in curve.relative_drops])
     bands = np.array([(np.nan, np.nan) if c.relative_ci is None else (100 * c.relative_ci[0], 100 * c.relative_ci[1])
                       for c in curve.comparisons])
-    fig = _figure(7.2, 4.0)
+    fig = new_figure(7.2, 4.0)
     ax = fig.subplots()
     _style(ax)
     ax.fill_between(values, bands[:, 0], bands[:, 1], color=_MAIN, alpha=0.18, linewidth=0, label="95% CI (paired t)")
@@ -365,7 +365,7 @@ def subspace_search(search: SubspaceSearch, *, title: str | None = None) -> Figu
                       for s in search.steps])
     bands = np.array([(np.nan, np.nan) if s.comparison.relative_ci is None else
                       (100 * s.comparison.relative_ci[0], 100 * s.comparison.relative_ci[1]) for s in search.steps])
-    fig = _figure(7.2, 4.0)
+    fig = new_figure(7.2, 4.0)
     ax = fig.subplots()
     _style(ax)
     ax.fill_between(ks, bands[:, 0], bands[:, 1], color=_MAIN, alpha=0.18, linewidth=0, label="95% CI (paired t)")
@@ -462,7 +462,7 @@ def pca_scatter(
         low = -high
     elif low == high:
         low, high = values.min(), values.max()
-    fig = _figure(6.4, 5.0)
+    fig = new_figure(6.4, 5.0)
     ax = fig.subplots()
     _style(ax)
     shown = ax.scatter(coords[keep, 0], coords[keep, 1], c=values[keep], s=7, alpha=0.8, linewidths=0,

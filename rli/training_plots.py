@@ -22,23 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rli.errors import RliError
+from rli.plots import new_figure
 from rli.runstats import select, stratified_bootstrap
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-_FONT: Any = {"font.size": 9.5, "axes.titlesize": 10.5, "axes.labelsize": 9.5, "figure.titlesize": 11.5}
-
-
-def _figure(width: float, height: float) -> Figure:
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    with matplotlib.rc_context(_FONT):
-        fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
@@ -104,7 +93,7 @@ def what_when_where(records: Iterable[Mapping[str, Any]], *, targets: Sequence[s
     missing = [t for t in chosen if t not in present]
     if missing or not chosen:
         raise RliError(f"targets {missing or chosen!r} have no {metric!r} records; the records have {present}")
-    fig = _figure(max(4.5, 1.0 + 0.75 * len({r["step"] for r in rows})) * len(chosen), 3.6)
+    fig = new_figure(max(4.5, 1.0 + 0.75 * len({r["step"] for r in rows})) * len(chosen), 3.6)
     axes = fig.subplots(1, len(chosen), squeeze=False)[0]
     data: dict[str, dict[str, Any]] = {}
     image = None
@@ -185,7 +174,7 @@ def metric_curves(records: Iterable[Mapping[str, Any]], metric: str = "r2", *, t
         if not rows:
             raise RliError(f"no records for layers {list(layers)!r}")
     cells = _cells(rows, "metric_curves")
-    fig = _figure(6.4, 3.8)
+    fig = new_figure(6.4, 3.8)
     ax = fig.subplots()
     data: dict[Any, dict[str, Any]] = {}
     colors = ["#1f4e9c", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]

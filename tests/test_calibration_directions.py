@@ -69,7 +69,7 @@ def _fp_bound(runs: int) -> int:
     return int(st.binom.ppf(0.99, runs, 0.05))
 
 
-@pytest.mark.parametrize("sensors", [[0, 1, 2], [0, 1, 2, 3, 4, 5]])
+@pytest.mark.parametrize("sensors", [[0, 1, 2], pytest.param([0, 1, 2, 3, 4, 5], marks=pytest.mark.slow)])
 def test_flipped_null_false_positive_rate_fast(sensors):
     """40 null draws per sensor set (10 episodes × 100 steps; bound: 6): the interval rule calls 0/40 flipped in
     both; the old point rule, readout correlation < 0, called 19/40 and 40/40 flipped."""

@@ -188,6 +188,7 @@ def test_interrogate_writes_the_report_and_prints_the_findings(tmp_path, capsys,
                                                              "pca_scatter.png", "subspace_search.png"]
 
 
+@pytest.mark.slow  # a second full interrogation; test_interrogate_writes_the_report_and_prints_the_findings runs one by default
 def test_interrogate_greedy_and_out(tmp_path, capsys):
     args = ["interrogate", str(CHECKPOINT), "--target", "obs[3]", "--episodes", "2", "--n-obs", "200",
             "--candidates", "2", "--greedy", "--out", str(tmp_path / "r")]

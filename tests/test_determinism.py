@@ -144,8 +144,9 @@ def _claims_are_deterministic(pytester, obs: int, episodes: int, serial_runs: in
     assert _session_metrics(pytester, "-n", "2") == serial
 
 
+@pytest.mark.slow  # three fresh pytest processes (~40 s); the default run keeps xdist in test_plugin_assertions
 def test_metrics_identical_serial_and_under_xdist(pytester):
-    """Fast form (each fresh pytest process imports torch: ~8 s apiece): one serial run, one on two workers."""
+    """Small form (each fresh pytest process imports torch: ~8 s apiece): one serial run, one on two workers."""
     _claims_are_deterministic(pytester, obs=300, episodes=3, serial_runs=1)
 
 

@@ -377,7 +377,7 @@ def test_ablation_curve_and_subspace_search_take_the_recurrent_state(lstm):
     np.testing.assert_allclose(np.abs(search.basis.T @ expected), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["ridge", "mlp"])
+@pytest.mark.parametrize("kind", ["ridge", pytest.param("mlp", marks=pytest.mark.slow)])
 def test_probe_controls_on_a_recurrent_policy_replay_each_untrained_network_s_own_states(lstm, kind):
     _, policy, obs = lstm
     target = obs.obs[:, 2] * 0.5

@@ -162,6 +162,7 @@ class _Block16:
         return self.model.predict(block, deterministic=deterministic)[0][0], None
 
 
+@pytest.mark.slow  # MuJoCo rollouts; tests/test_zoo.py checks act against predict on every policy kind
 def test_matches_sb3_predict_on_the_shipped_halfcheetah():
     """HalfCheetah is chaotic: a last-bit difference in one action changes the episode, so the loop
     computes SB3's predict with the same block size rli uses; then the returns are bit-identical."""

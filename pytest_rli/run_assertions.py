@@ -22,10 +22,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_rli.recording import Metric, current, judge
+from rli import runstats
 from rli.emergence import Emergence, dips, emergence_from_records
 from rli.errors import RliError
 from rli.runstats import SeedEstimate
-from rli.runstats import over_seeds as _over_seeds
 
 
 def _record(assertion: str, key: str, *, metric: str, value: float, threshold: float, op: str, passed: bool,
@@ -153,5 +153,5 @@ def over_seeds(records: Iterable[Mapping[str, Any]], metric: str = "r2", *, laye
         >>> round(over_seeds(rows, layer=5, n_resamples=2000).value, 3)
         0.955
     """
-    return _over_seeds(records, metric, layer=layer, target=target, analysis=analysis, step=step, strata=strata,
+    return runstats.over_seeds(records, metric, layer=layer, target=target, analysis=analysis, step=step, strata=strata,
                        statistic="iqm", confidence=confidence, n_resamples=n_resamples, seed=seed)

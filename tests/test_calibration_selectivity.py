@@ -133,8 +133,6 @@ def test_structured_null_p_values_uniform_under_the_null(planted):
 # ------------------------------------------------------------------ (b) smooth fields over the grid
 @pytest.fixture(scope="module")
 def formation():
-    if not CHECKPOINT.exists():
-        pytest.skip("formation checkpoint not shipped")
     return rli.load_policy(str(CHECKPOINT))
 
 

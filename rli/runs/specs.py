@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -208,7 +209,7 @@ def _ci(ci: Any) -> tuple[float | None, float | None]:
     return (None if math.isnan(low) else low), (None if math.isnan(high) else high)
 
 
-class Spec:
+class Spec(ABC):
     """Base of the analysis specs: ``name``, :meth:`to_dict`, :meth:`key`, :meth:`run`."""
 
     name: ClassVar[str] = ""
@@ -232,9 +233,9 @@ class Spec:
                  if isinstance(getattr(self, f.name), Obs)]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
+    @abstractmethod
     def run(self, policy: Any, *, trust: bool = False, cache: ObsCache | None = None) -> list[Row]:
         """Measure ``policy``: rows with the keys analysis, layer, target, metric, value, ci_low, ci_high, spec_key."""
-        raise NotImplementedError
 
     def _obs(self, obs: Obs, policy: Any, trust: bool, cache: ObsCache | None) -> Any:
         return (cache or ObsCache()).get(obs, policy, trust=trust)

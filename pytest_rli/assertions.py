@@ -68,10 +68,12 @@ def _where(policy: rli.Policy, layer: Any) -> str:
     return f"layer {layer!r} ({found.name}{alias}, {found.type}, width {found.width})"
 
 
-def _finish(assertion: str, key: str, *, metric: str, value: float, threshold: float, op: str,
+def finish(assertion: str, key: str, *, metric: str, value: float, threshold: float, op: str,
             higher_is_better: bool, passed: bool, summary: str, evidence: Sequence[str], ci: Any = None,
             layer: str | None = None, target: str | None = None, tolerance: float | None = None,
             details: dict[str, Any] | None = None, anonymous: str | None = None) -> Metric:
+    """Record the metric in the running test (if any), judge it against its baseline, and raise on failure:
+    the one recording path of every assertion (also :mod:`pytest_rli.run_assertions`)."""
     __tracebackhide__ = True
     context = current()
     if context is not None and anonymous is not None:
@@ -168,7 +170,7 @@ def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, tar
     evidence = _probe_evidence(result)
     if not passed:
         evidence += _profile_lines(policy, obs, target, layer, kind, **probe_options)
-    _finish("assert_probe_r2", f"assert_probe_r2[{result.layer}:{result.target}]", metric=result.metric,
+    finish("assert_probe_r2", f"assert_probe_r2[{result.layer}:{result.target}]", metric=result.metric,
             value=result.r2, threshold=min, op="ci_low >=", higher_is_better=True, passed=passed, summary=summary,
             evidence=evidence, ci=result.ci, layer=result.layer, target=result.target, tolerance=tolerance,
             details={"controls": result.controls, "selectivity": result.selectivity, "n": result.n},
@@ -218,7 +220,7 @@ def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: 
         evidence.append(f"structured null: {result.null}")
     if not passed:
         evidence += _profile_lines(policy, obs, target, layer, kind, **probe_options)
-    _finish("assert_probe_selective", f"assert_probe_selective[{result.layer}:{result.target}]",
+    finish("assert_probe_selective", f"assert_probe_selective[{result.layer}:{result.target}]",
             metric="selectivity", value=float(result.selectivity), threshold=min_selectivity,
             op="selectivity CI low >=" + (f" (and structured-null p <= {alpha})" if null is not None else ""),
             higher_is_better=True, passed=passed, summary=summary, evidence=evidence, ci=list(result.selectivity_ci),
@@ -283,7 +285,7 @@ def assert_ablation_degrades(*, policy: rli.Policy, env: Any, obs: Any = None, l
     if drop < min_drop:
         problems.append(f"the relative drop {drop:+.2%} is below min_drop={min_drop:.2%}")
     evidence = _comparison_evidence(result) + ([] if passed else _power_hint(result, min_drop))
-    _finish("assert_ablation_degrades", f"assert_ablation_degrades[{result.treated.intervention}]",
+    finish("assert_ablation_degrades", f"assert_ablation_degrades[{result.treated.intervention}]",
             metric="relative_drop", value=drop, threshold=min_drop, op="ci excludes 0 and >=", higher_is_better=True,
             passed=passed, summary=f"ablation at {_where(policy, layer)} does not degrade return: {'; '.join(problems)}",
             evidence=evidence, ci=result.relative_ci, layer=policy.layer(layer).name, tolerance=tolerance,
@@ -315,7 +317,7 @@ def _preserves(assertion: str, policy: rli.Policy, env: Any, intervention: Any, 
         f"{tost.p_upper:.3g}, p(drop ≤ −{max_drop:.2%}) = {tost.p_lower:.3g}"]
     if not passed:
         evidence += _power_hint(result, max_drop)
-    _finish(assertion, f"{assertion}[{result.treated.intervention}]", metric="relative_drop", value=drop,
+    finish(assertion, f"{assertion}[{result.treated.intervention}]", metric="relative_drop", value=drop,
             threshold=max_drop, op="TOST: ci within ±", higher_is_better=False, passed=passed, summary=summary,
             evidence=evidence, ci=tost.ci, layer=policy.layer(layer).name, tolerance=tolerance,
             details={"p_value": result.p_value, "tost_p_value": tost.p_value, "episodes": episodes, "seed": seed,
@@ -381,7 +383,7 @@ def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, senso
                 f"refitted on inverted inputs: R² {result.r2_refit:.4f}, readout correlation "
                 f"{result.readout_correlation:+.3f}, flipped: {result.flipped}",
                 f"sensors negated: {list(result.sensors)}; n = {result.n}, {result.folds}-fold CV"]
-    _finish("assert_polarity_inversion", f"assert_polarity_inversion[{result.layer}:{result.target}]",
+    finish("assert_polarity_inversion", f"assert_polarity_inversion[{result.layer}:{result.target}]",
             metric="r2_drop", value=result.drop, threshold=min_drop, op=">=", higher_is_better=True, passed=passed,
             summary=f"polarity inversion at {_where(policy, layer)}: {'; '.join(problems)}", evidence=evidence,
             ci=result.drop_ci, layer=result.layer, target=result.target, tolerance=tolerance,
@@ -451,7 +453,7 @@ def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, r
                 f"permutation null ({result.n_permutations} permutations of {result.resampled}): p = "
                 f"{result.p_value:.4g}, 95th percentile {result.null_q95:.4f}",
                 f"fingerprints: {policy.fingerprint[:12]} vs {other.fingerprint[:12]}"]
-    _finish("assert_representation_similar", f"assert_representation_similar[{policy.layer(layer).name}]",
+    finish("assert_representation_similar", f"assert_representation_similar[{policy.layer(layer).name}]",
             metric="cka", value=value, threshold=min_cka, op=">", higher_is_better=True, passed=passed,
             summary=f"representation at {_where(policy, layer)} not shown similar: {'; '.join(problems)}",
             evidence=evidence, ci=result.ci, layer=policy.layer(layer).name, tolerance=tolerance,

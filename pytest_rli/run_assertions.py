@@ -21,7 +21,8 @@ import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_rli.recording import Metric, current, judge
+from pytest_rli.assertions import finish
+from pytest_rli.recording import Metric
 from rli import runstats
 from rli.emergence import Emergence, dips, emergence_from_records
 from rli.errors import RliError
@@ -31,25 +32,12 @@ from rli.runstats import SeedEstimate
 def _record(assertion: str, key: str, *, metric: str, value: float, threshold: float, op: str, passed: bool,
             summary: str, evidence: Sequence[str], ci: Any = None, layer: Any = None, target: Any = None,
             details: dict[str, Any] | None = None) -> Metric:
-    """Record the metric in the running test (if any), check its baseline, and raise on failure."""
+    """Record the metric through :func:`pytest_rli.assertions.finish` (higher is better when ``op`` is ``>=``)."""
     __tracebackhide__ = True
-    context = current()
-    key = context.key(key) if context is not None else key
-    ci = None if ci is None else (float(ci[0]), float(ci[1]))
-    verdict = judge(context, key, value, ci, op == ">=", None)
-    record = Metric(assertion=assertion, key=key, metric=metric, value=float(value), threshold=float(threshold), op=op,
-                    higher_is_better=op == ">=", passed=passed and not verdict.regressed, ci=ci,
-                    layer=None if layer is None else str(layer), target=None if target is None else str(target),
-                    baseline=verdict.baseline, regressed=verdict.regressed, details=details or {},
-                    baseline_ci=verdict.baseline_ci, change=verdict.change, rule=verdict.rule)
-    if context is not None:
-        context.records.append(record)
-    lines = list(evidence) + verdict.evidence(metric)
-    if not passed:
-        raise AssertionError("\n".join([summary, *lines]))
-    if verdict.regressed:
-        raise AssertionError("\n".join([verdict.failure(assertion, metric, value, ci), *lines]))
-    return record
+    return finish(assertion, key, metric=metric, value=value, threshold=threshold, op=op, higher_is_better=op == ">=",
+                  passed=passed, summary=summary, evidence=evidence, ci=ci,
+                  layer=None if layer is None else str(layer), target=None if target is None else str(target),
+                  details=details)
 
 
 def _min(value: Any) -> float:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import rli
 from pytest_rli.recording import Metric, current, judge
+from pytest_rli.seeds import SeedVerdict, check_over, obs_spec, run_over_seeds
 from rli import defaults
 from rli.probes import CONTROL_LABELS
 from rli.structured_null import check_null
 from rli.targets import is_named_array
+from rli.tensors import to_numpy
 
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 64
@@ -34,9 +37,7 @@ def _digest(value: Any) -> str:
         return repr(value)
     if is_named_array(value):  # (name, array): both parts count
         return f"{value[0]!r}:{_digest(value[1])}"
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    arr = np.ascontiguousarray(np.asarray(value))
+    arr = np.ascontiguousarray(np.asarray(to_numpy(value)))
     return hashlib.sha256(f"{arr.dtype}{arr.shape}".encode() + arr.tobytes()).hexdigest()
 
 
@@ -99,6 +100,43 @@ def finish(assertion: str, key: str, *, metric: str, value: float, threshold: fl
     return record
 
 
+# ----------------------------------------------------------------------------------- over="seeds"
+_SEED_NOTE = "over='seeds' measures each training seed's checkpoint through rli.runs"
+
+
+def _need_policy(assertion: str, policy: rli.Policy | None) -> rli.Policy:
+    if policy is None:
+        raise rli.RliError(f"{assertion}: policy is None; pass the policy (rli.load_policy(...)), or over='seeds' with "
+                           "checkpoints= to measure each training seed's checkpoint")
+    return policy
+
+
+def _seed_options(assertion: str, options: dict[str, Any], allowed: Sequence[str]) -> dict[str, Any]:
+    """The ``options`` a :mod:`rli.runs` spec takes; any other is an error (a setting must never be dropped)."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise rli.RliError(f"{assertion}: {_SEED_NOTE}, whose spec takes {', '.join(allowed) or 'no options'}; "
+                           f"drop {', '.join(unknown)} or measure one checkpoint (over=None)")
+    return options
+
+
+def _over_seeds(assertion: str, spec: Any, metric: str, *, threshold: float, checkpoints: Any, step: Any,
+                policy: Any, store: Any, layer: Any, target: Any, what: str, tolerance: float | None) -> SeedVerdict:
+    """Run ``spec`` on each training seed's checkpoint, judge the "at least ``threshold``" claim on ``metric`` by
+    :func:`pytest_rli.seeds.seed_rule`, and record it through :func:`finish` as one metric with its CI."""
+    __tracebackhide__ = True
+    verdict = run_over_seeds(assertion, spec, metric, checkpoints=checkpoints, step=step, policy=policy, store=store,
+                             min=threshold)
+    summary = (f"{assertion} over {len(verdict.values)} training seeds: {what}: the IQM's 95% CI "
+               f"[{verdict.ci[0]:.4f}, {verdict.ci[1]:.4f}] lower end {verdict.ci[0]:.4f} is below {threshold:g}")
+    finish(assertion, f"{assertion}[over seeds:{layer}:{target}]", metric=f"IQM over seeds of {metric}",
+           value=verdict.value, threshold=threshold, op="IQM ci_low >=", higher_is_better=True, passed=verdict.passed,
+           summary=summary, evidence=verdict.lines(metric), ci=verdict.ci, layer=None if layer is None else str(layer),
+           target=None if target is None else str(target), tolerance=tolerance,
+           details={"n": len(verdict.values), "over_seeds": verdict.to_dict()})
+    return verdict
+
+
 # ----------------------------------------------------------------------------------------- probes
 def _probe(policy: rli.Policy, obs: Any, target: Any, layer: Any, kind: str, controls: bool,
            **options: Any) -> rli.ProbeResult:
@@ -120,13 +158,13 @@ def _profile_lines(policy: rli.Policy, obs: Any, target: Any, layer: Any, kind: 
     lines = ["layer profile around it (held-out score, 95% CI, no controls):"]
     for result in profile.results:
         mark = "  <- asked" if result.layer_index == index else ""
-        lines.append(f"  layer {result.layer_index} ({result.layer_type:>6}): {result.r2:.3f} "
+        lines.append(f"  layer {result.layer_index} ({result.layer_type:>6}): {result.score:.3f} "
                      f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]{mark}")
     return lines
 
 
 def _probe_evidence(result: rli.ProbeResult) -> list[str]:
-    lines = [f"measured: {result.metric} {result.r2:.4f}, 95% CI [{result.ci[0]:.4f}, {result.ci[1]:.4f}] "
+    lines = [f"measured: {result.metric} {result.score:.4f}, 95% CI [{result.ci[0]:.4f}, {result.ci[1]:.4f}] "
              f"({result.kind}, split {result.split}, n = {result.n}, seed {result.seed})"]
     for name, value in result.controls.items():
         lines.append(f"control {name}: {value:.4f}")
@@ -136,14 +174,23 @@ def _probe_evidence(result: rli.ProbeResult) -> list[str]:
     return lines
 
 
-def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, target: Any,
+def assert_probe_r2(*, policy: rli.Policy | None, obs: Any, layer: Any, min: float, target: Any,
                     kind: str = "ridge", controls: bool = True, min_selectivity: float | None = None,
-                    tolerance: float | None = None, **probe_options: Any) -> rli.ProbeResult:
+                    tolerance: float | None = None, over: str | None = None, checkpoints: Any = None,
+                    step: int | str | None = None, store: Any = None,
+                    **probe_options: Any) -> rli.ProbeResult | SeedVerdict:
     """Layer ``layer`` decodes ``target``: the lower end of the held-out score's 95% CI is at least ``min``.
 
     With ``min_selectivity``, the score must also beat the best control (untrained
     network, shuffled labels, raw observation) by that much. Returns the
     :class:`rli.ProbeResult`.
+
+    ``over="seeds"``: the held-out score is measured on one checkpoint per training seed
+    (``checkpoints``: a glob, run directory or list; ``step``: a training step, ``"last"``,
+    or ``None`` for the step of ``policy`` when it is one of them, else each seed's last),
+    through :func:`rli.runs.sweep` and its ``store``; the claim passes iff the lower end of
+    the IQM's 95% CI over seeds is at least ``min`` (:func:`pytest_rli.seeds.seed_rule`).
+    Returns the :class:`pytest_rli.seeds.SeedVerdict`.
 
     Example:
         >>> import numpy as np, torch, torch.nn as nn, rli
@@ -155,6 +202,20 @@ def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, tar
         True
     """
     __tracebackhide__ = True
+    if check_over(over, "assert_probe_r2"):
+        from rli.runs.specs import Probe
+
+        if min_selectivity is not None:
+            raise rli.RliError("assert_probe_r2: min_selectivity with over='seeds' is a second claim: use "
+                               "assert_probe_selective(..., over='seeds') beside it")
+        source, name = obs_spec("assert_probe_r2", obs, target, store)
+        spec = Probe(obs=source, target=str(name), layer=layer, kind=kind, controls=controls,
+                     **_seed_options("assert_probe_r2", probe_options, ("folds", "seed")))
+        return _over_seeds("assert_probe_r2", spec, "accuracy" if kind == "logistic" else "r2",
+                           threshold=min, checkpoints=checkpoints, step=step,
+                           policy=policy, store=store, layer=layer, target=name,
+                           what=f"held-out score of {name!r} at layer {layer!r}", tolerance=tolerance)
+    policy = _need_policy("assert_probe_r2", policy)
     result = _probe(policy, obs, target, layer, kind, controls, **probe_options)
     low = result.ci[0]
     passed = low >= min
@@ -171,17 +232,18 @@ def assert_probe_r2(*, policy: rli.Policy, obs: Any, layer: Any, min: float, tar
     if not passed:
         evidence += _profile_lines(policy, obs, target, layer, kind, **probe_options)
     finish("assert_probe_r2", f"assert_probe_r2[{result.layer}:{result.target}]", metric=result.metric,
-            value=result.r2, threshold=min, op="ci_low >=", higher_is_better=True, passed=passed, summary=summary,
+            value=result.score, threshold=min, op="ci_low >=", higher_is_better=True, passed=passed, summary=summary,
             evidence=evidence, ci=result.ci, layer=result.layer, target=result.target, tolerance=tolerance,
             details={"controls": result.controls, "selectivity": result.selectivity, "n": result.n},
             anonymous=_anonymous(target))
     return result
 
 
-def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: Any, min_selectivity: float = 0.1,
-                           kind: str = "ridge", tolerance: float | None = None, alpha: float = 0.05,
-                           null: str | None = "structured", null_samples: int | None = None,
-                           **probe_options: Any) -> rli.ProbeResult:
+def assert_probe_selective(*, policy: rli.Policy | None, obs: Any, layer: Any, target: Any,
+                           min_selectivity: float = 0.1, kind: str = "ridge", tolerance: float | None = None,
+                           alpha: float = 0.05, null: str | None = "structured", null_samples: int | None = None,
+                           over: str | None = None, checkpoints: Any = None, step: int | str | None = None,
+                           store: Any = None, **probe_options: Any) -> rli.ProbeResult | SeedVerdict:
     """The layer decodes ``target`` better than every control and than targets shaped like it.
 
     Passes only if (1) the lower end of the 95% CI of the selectivity (the layer's score minus
@@ -191,8 +253,25 @@ def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: 
     :mod:`rli.structured_null`) is at most ``alpha``. ``null=None`` skips (2), and the message
     says so. The controls are the same probe on the untrained network (the policy's own
     initialiser), on labels permuted between groups and on the raw observation.
+
+    ``over="seeds"``: measured on one checkpoint per training seed and judged on the IQM over
+    seeds (``checkpoints``, ``step``, ``store`` as in :func:`assert_probe_r2`): passes iff the
+    lower end of the IQM's 95% CI of the selectivity (each seed's layer score minus its best
+    control) is at least ``min_selectivity``.
+    The structured null is not part of the seed-aware claim (each seed's selectivity is a point).
     """
     __tracebackhide__ = True
+    if check_over(over, "assert_probe_selective"):
+        from rli.runs.specs import Probe
+
+        source, name = obs_spec("assert_probe_selective", obs, target, store)
+        spec = Probe(obs=source, target=str(name), layer=layer, kind=kind, controls=True,
+                     **_seed_options("assert_probe_selective", probe_options, ("folds", "seed")))
+        return _over_seeds("assert_probe_selective", spec, "selectivity",
+                           threshold=min_selectivity, checkpoints=checkpoints,
+                           step=step, policy=policy, store=store, layer=layer, target=name,
+                           what=f"selectivity of {name!r} at layer {layer!r}", tolerance=tolerance)
+    policy = _need_policy("assert_probe_selective", policy)
     alpha = rli.stats.check_alpha(alpha)
     samples = check_null(null, null_samples, kind)["null_samples"]
     if null is not None and 1.0 / (1 + samples) > alpha:
@@ -225,7 +304,7 @@ def assert_probe_selective(*, policy: rli.Policy, obs: Any, layer: Any, target: 
             op="selectivity CI low >=" + (f" (and structured-null p <= {alpha})" if null is not None else ""),
             higher_is_better=True, passed=passed, summary=summary, evidence=evidence, ci=list(result.selectivity_ci),
             layer=result.layer, target=result.target, tolerance=tolerance,
-            details={"controls": result.controls, "r2": result.r2, "ci": list(result.ci),
+            details={"controls": result.controls, "r2": result.score, "ci": list(result.ci),
                      "selectivity_ci": list(result.selectivity_ci), "selectivity_p": result.selectivity_p,
                      "null": result.null.to_dict() if result.null is not None else None},
             anonymous=_anonymous(target))
@@ -264,16 +343,39 @@ def _relative_drop(result: rli.Comparison) -> float:
     return result.relative_drop
 
 
-def assert_ablation_degrades(*, policy: rli.Policy, env: Any, obs: Any = None, layer: Any, direction: Any = "pc1",
-                             min_drop: float = 0.05, episodes: int = defaults.EPISODES, alpha: float = 0.0, seed: int = 0,
-                             tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
+def assert_ablation_degrades(*, policy: rli.Policy | None, env: Any, obs: Any = None, layer: Any,
+                             direction: Any = "pc1", min_drop: float = 0.05, episodes: int = defaults.EPISODES,
+                             alpha: float = 0.0, seed: int = 0, tolerance: float | None = None,
+                             over: str | None = None, checkpoints: Any = None, step: int | str | None = None,
+                             store: Any = None, **evaluate_options: Any) -> rli.Comparison | SeedVerdict:
     """Removing ``direction`` at ``layer`` lowers return: the paired 95% t-interval of the drop excludes 0
     and the mean relative drop (a point estimate; its CI is in the message) is at least ``min_drop`` (0.05 = 5%).
 
     ``direction`` is ``"pcK"`` (principal directions of the layer on ``obs``), an array
     or a fitted probe; ``alpha`` scales instead of zeroing.
+
+    ``over="seeds"``: measured on one checkpoint per training seed and judged on the IQM over
+    seeds (``checkpoints``, ``step``, ``store`` as in :func:`assert_probe_r2`): passes iff the
+    lower end of the IQM's 95% CI of the relative drop is at least ``min_drop``.
+    Each seed's ``direction`` (``"pcK"``) is fitted on its own activations of ``obs``, and
+    ``env`` must be a gymnasium id.
     """
     __tracebackhide__ = True
+    if check_over(over, "assert_ablation_degrades"):
+        from rli.runs.specs import Ablation
+
+        if not isinstance(env, str) or not isinstance(direction, str):
+            raise rli.RliError("assert_ablation_degrades: over='seeds' needs env as a gymnasium id and direction as "
+                               f"'pcK' or 'pcI-J' (fitted on each seed), not env={env!r}, direction={direction!r}")
+        source, _ = obs_spec("assert_ablation_degrades", obs, None, store)
+        spec = Ablation(env=env, layer=layer, obs=source, direction=direction, alpha=alpha, episodes=episodes,
+                        seed=seed, **_seed_options("assert_ablation_degrades", evaluate_options, ("max_steps",)))
+        return _over_seeds("assert_ablation_degrades", spec, "relative_drop",
+                           threshold=min_drop, checkpoints=checkpoints, step=step,
+                           policy=policy, store=store, layer=layer, target=None,
+                           what=f"relative drop in return with {direction} of layer {layer!r} removed",
+                           tolerance=tolerance)
+    policy = _need_policy("assert_ablation_degrades", policy)
     intervention = rli.ablate(policy, layer, direction, alpha=alpha, obs=obs)
     result = rli.compare(policy, env, intervention, episodes, seed, **evaluate_options)
     drop = _relative_drop(result)
@@ -352,19 +454,40 @@ def assert_subspace_sufficient(*, policy: rli.Policy, env: Any, obs: Any, layer:
     __tracebackhide__ = True
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise rli.RliError(f"k must be an integer of at least 1 (principal directions kept), got {k!r}")
-    keep = rli.keep_subspace(policy, layer, "pc1" if k == 1 else f"pc1-{k}", reference_obs=obs)
+    keep = rli.keep_subspace(policy, layer, "pc1" if k == 1 else f"pc1-{k}", obs=obs)
     return _preserves("assert_subspace_sufficient", policy, env, keep, layer, max_drop, episodes, seed, tolerance,
                       evaluate_options, significance)
 
 
 # ----------------------------------------------------------------------------------------- polarity
-def assert_polarity_inversion(*, policy: rli.Policy, obs: Any, layer: Any, sensors: Any, target: Any,
+def assert_polarity_inversion(*, policy: rli.Policy | None, obs: Any, layer: Any, sensors: Any, target: Any,
                               min_drop: float = 0.5, require_flip: bool = False, tolerance: float | None = None,
-                              **probe_options: Any) -> Any:
+                              over: str | None = None, checkpoints: Any = None, step: int | str | None = None,
+                              store: Any = None, **probe_options: Any) -> Any:
     """Negating ``sensors`` collapses the probe: R²(normal) − R²(inverted) is at least ``min_drop`` and its 95%
     CI excludes 0 (and, with ``require_flip``, a probe refitted on inverted inputs is shown to read the target
-    the other way: see :attr:`rli.PolarityResult.flipped`)."""
+    the other way: see :attr:`rli.PolarityResult.flipped`).
+
+    ``over="seeds"``: measured on one checkpoint per training seed and judged on the IQM over
+    seeds (``checkpoints``, ``step``, ``store`` as in :func:`assert_probe_r2`): passes iff the
+    lower end of the IQM's 95% CI of the R² drop is at least ``min_drop``.
+    """
     __tracebackhide__ = True
+    if check_over(over, "assert_polarity_inversion"):
+        from rli.runs.specs import Polarity
+
+        if require_flip:
+            raise rli.RliError("assert_polarity_inversion: require_flip is a per-checkpoint verdict; over='seeds' "
+                               "judges the R² drop only: drop require_flip or measure one checkpoint")
+        source, name = obs_spec("assert_polarity_inversion", obs, target, store)
+        spec = Polarity(obs=source, target=str(name), sensors=tuple(int(i) for i in np.atleast_1d(sensors)),
+                        layer=layer, **_seed_options("assert_polarity_inversion", probe_options, ("folds", "seed")))
+        return _over_seeds("assert_polarity_inversion", spec, "drop",
+                           threshold=min_drop, checkpoints=checkpoints, step=step,
+                           policy=policy, store=store, layer=layer, target=name,
+                           what=f"R² drop of {name!r} at layer {layer!r} with sensors {list(spec.sensors)} negated",
+                           tolerance=tolerance)
+    policy = _need_policy("assert_polarity_inversion", policy)
     result = _cached("polarity", policy, obs, target, lambda: rli.polarity_test(
         policy, obs, target, sensors, layer, **probe_options), layer=policy.layer(layer).name,
                      sensors=tuple(np.atleast_1d(sensors).tolist()), **probe_options)
@@ -407,10 +530,12 @@ def _cka_groups(obs: Any, groups: Any) -> Any:
     return groups
 
 
-def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, reference: Any, min_cka: float = 0.9,
-                                  reference_layer: Any = None, tolerance: float | None = None, groups: Any = None,
-                                  debiased: bool = True, alpha: float = 0.05, n_boot: int = 1000,
-                                  n_permutations: int = 1000, seed: int = 0) -> rli.CKAResult:
+def assert_representation_similar(*, policy: rli.Policy | None, obs: Any, layer: Any, reference: Any,
+                                  min_cka: float = 0.9, reference_layer: Any = None, tolerance: float | None = None,
+                                  groups: Any = None, debiased: bool = True, alpha: float = 0.05, n_boot: int = 1000,
+                                  n_permutations: int = 1000, seed: int = 0, over: str | None = None,
+                                  checkpoints: Any = None, step: int | str | None = None,
+                                  store: Any = None) -> rli.CKAResult | SeedVerdict:
     """``layer`` represents ``obs`` like the same layer (or ``reference_layer``) of ``reference``
     (a checkpoint path or policy): the lower end of the 95% CI of linear CKA (debiased by
     default) exceeds ``min_cka`` *and* the permutation p-value against unrelated
@@ -421,12 +546,35 @@ def assert_representation_similar(*, policy: rli.Policy, obs: Any, layer: Any, r
     unrelated representations it passes in at most ~5% of draws, iid or episode-correlated
     (tests/test_calibration_cka.py).
 
+    ``over="seeds"``: each training seed's ``layer`` against the same layer of ``reference`` (a
+    checkpoint path), judged on the IQM over seeds of the debiased CKA (``checkpoints``,
+    ``step``, ``store`` as in :func:`assert_probe_r2`): passes iff the lower end of its 95% CI
+    is at least ``min_cka`` (the per-seed permutation p-values are in the records, not the rule).
+
     Example (inside a test):
         >>> assert_representation_similar(policy=policy, obs=obs, layer=5,  # doctest: +SKIP
         ...                               reference="ckpt_seed1.zip", min_cka=0.8)
     """
     __tracebackhide__ = True
     from rli import checks
+
+    if check_over(over, "assert_representation_similar"):
+        from rli.runs.specs import CKA
+
+        if not isinstance(reference, (str, Path)) or reference_layer is not None or not debiased or \
+                groups is not None:
+            raise rli.RliError("assert_representation_similar: over='seeds' compares each seed's layer with the same "
+                               "layer of reference, a checkpoint path, by debiased CKA over the observations' "
+                               "episodes: drop reference_layer=, debiased=, groups= or measure one checkpoint")
+        source, _ = obs_spec("assert_representation_similar", obs, None, store)
+        spec = CKA(obs=source, layer=layer, reference=str(reference), n_boot=n_boot, n_permutations=n_permutations,
+                   seed=seed)
+        return _over_seeds("assert_representation_similar", spec, "cka",
+                           threshold=checks.real(min_cka, "min_cka", minimum=-1.0, maximum=1.0),
+                           checkpoints=checkpoints, step=step, policy=policy, store=store,
+                           layer=layer, target=str(reference), what=f"CKA at layer {layer!r} with {reference}",
+                           tolerance=tolerance)
+    policy = _need_policy("assert_representation_similar", policy)
 
     alpha = checks.real(alpha, "alpha", minimum=1e-6, maximum=0.5)
     min_cka = checks.real(min_cka, "min_cka", minimum=-1.0, maximum=1.0)

@@ -4,8 +4,8 @@
 of the absolute attribution mass that falls on some inputs (or an image region), averaged
 over episodes, and passes when the **lower end of its 95% CI** reaches ``min_share``: a
 share that only might be that large does not pass. Like the assertions of
-:mod:`pytest_rli.assertions` it records its metric (session summary, JUnit properties,
-baselines) and fails with the evidence: every region's share with its CI, IG's
+:mod:`pytest_rli.assertions` it records its metric through :func:`pytest_rli.assertions.finish`
+(session summary, JUnit properties, baselines, history) and fails with the evidence: every region's share with its CI, IG's
 completeness residual, and what was attributed.
 """
 
@@ -16,33 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from pytest_rli.recording import Metric, current, judge
+from pytest_rli.assertions import finish
 from rli import checks
-from rli.attribution import AttributionResult, Share, attribute, groups_of
+from rli.attribution import AttributionResult, attribute, groups_of
 from rli.errors import RliError
 from rli.policy import Policy
-
-
-def _record(key: str, share: Share, min_share: float, passed: bool, summary: str, evidence: list[str],
-            target: str, tolerance: float | None, details: dict[str, Any]) -> Metric:
-    __tracebackhide__ = True
-    context = current()
-    key = context.key(key) if context is not None else key
-    verdict = judge(context, key, share.share, share.ci, True, tolerance)
-    record = Metric(assertion="assert_attribution_in", key=key, metric="attribution_share", value=share.share,
-                    threshold=float(min_share), op="ci_low >=", higher_is_better=True,
-                    passed=passed and not verdict.regressed, ci=share.ci, target=target, baseline=verdict.baseline,
-                    regressed=verdict.regressed, details=details, baseline_ci=verdict.baseline_ci,
-                    change=verdict.change, rule=verdict.rule)
-    if context is not None:
-        context.records.append(record)
-    lines = evidence + verdict.evidence("attribution_share")
-    if not passed:
-        raise AssertionError("\n".join([summary, *lines]))
-    if verdict.regressed:
-        raise AssertionError("\n".join([verdict.failure("assert_attribution_in", "attribution_share", share.share,
-                                                         share.ci), *lines]))
-    return record
 
 
 def _evidence(result: AttributionResult) -> list[str]:
@@ -117,6 +95,8 @@ def assert_attribution_in(*, policy: Policy, obs: Any, min_share: float, inputs:
                f"[{share.ci[0]:.3f}, {share.ci[1]:.3f}]); its CI lower bound {share.ci[0]:.3f} < min_share={min_share}")
     details = {"method": result.method, "ci": list(share.ci), "n_groups": int(np.unique(result.groups).size),
                "shares": {s.name: s.share for s in result.shares.values()}}
-    _record(f"assert_attribution_in[{result.target}:{share.name}]", share, min_share, passed, summary,
-            _evidence(result), result.target, tolerance, details)
+    finish("assert_attribution_in", f"assert_attribution_in[{result.target}:{share.name}]",
+           metric="attribution_share", value=share.share, threshold=min_share, op="ci_low >=", higher_is_better=True,
+           passed=passed, summary=summary, evidence=_evidence(result), ci=share.ci, target=result.target,
+           tolerance=tolerance, details=details)
     return result

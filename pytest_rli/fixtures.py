@@ -297,7 +297,27 @@ class RliBinding:
         for name in bound.paths:  # a relative path is resolved against the rootdir
             if isinstance(kwargs.get(name), (str, Path)):
                 kwargs[name] = _resolve_path(self._request.config, str(kwargs[name]))
-        return plain(**self._bound(kwargs, *bound.fixtures))
+        fixtures = bound.fixtures
+        if kwargs.get("over") == "seeds":
+            fixtures = self._seed_defaults(kwargs, fixtures)
+        return plain(**self._bound(kwargs, *fixtures))
+
+    def _seed_defaults(self, kwargs: dict[str, Any], fixtures: tuple[str, ...]) -> tuple[str, ...]:
+        """``over="seeds"``: checkpoints from the ``rli_checkpoints`` ini key and the ``rli_run`` store, unless given;
+        the policy (whose step picks the seeds' step when ``step`` is not given) only when one is configured."""
+        from pytest_rli.runs import checkpoint_pattern, store_dir
+
+        config = self._request.config
+        if kwargs.get("checkpoints") is None:
+            kwargs["checkpoints"] = checkpoint_pattern(config)
+        elif isinstance(kwargs["checkpoints"], (str, Path)):
+            kwargs["checkpoints"] = str(_resolve_path(config, str(kwargs["checkpoints"])))
+        if kwargs.get("store") is None:
+            kwargs["store"] = store_dir(config, self._request.getfixturevalue("tmp_path_factory"))
+        if kwargs.get("policy") is None and setting(self._request, "policy") is None:
+            kwargs["policy"] = None
+            return tuple(name for name in fixtures if name != "policy")
+        return fixtures
 
     assert_probe_r2 = BoundAssertion(("layer", "min", "target"), ("policy", "obs"), target=True)
     assert_probe_selective = BoundAssertion(("layer", "target", "min_selectivity"), ("policy", "obs"), target=True)

@@ -29,6 +29,25 @@ INI = {
 }
 
 
+def checkpoint_pattern(config: pytest.Config) -> str | None:
+    """The ``rli_checkpoints`` ini key, resolved against the rootdir (``None`` when unset)."""
+    value = config.getini("rli_checkpoints")
+    if not value:
+        return None
+    path = Path(str(value))
+    return str(path if path.is_absolute() else config.rootpath / path)
+
+
+def store_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The result store of ``rli_run`` sweeps and ``over="seeds"`` assertions: the ``rli_store`` ini key's directory
+    (relative to the rootdir), else ``rli-store`` in the session's temporary directory."""
+    value = config.getini("rli_store")
+    if value:
+        path = Path(str(value))
+        return path if path.is_absolute() else config.rootpath / path
+    return tmp_path_factory.getbasetemp() / "rli-store"
+
+
 class RunHelper:
     """What ``rli_run`` yields: ``checkpoints`` (discovered on first use) and ``sweep(analyses, **options)``."""
 
@@ -38,12 +57,11 @@ class RunHelper:
         self._tables: dict[str, Any] = {}
 
     def _pattern(self) -> str:
-        value = self._config.getini("rli_checkpoints")
-        if not value:
+        pattern = checkpoint_pattern(self._config)
+        if pattern is None:
             pytest.fail("rli_run needs checkpoints: set the rli_checkpoints ini key (e.g. "
                         "rli_checkpoints = runs/*/rl_model_*_steps.zip)", pytrace=False)
-        path = Path(str(value))
-        return str(path if path.is_absolute() else self._config.rootpath / path)
+        return pattern
 
     @property
     def checkpoints(self) -> list[Any]:
@@ -53,11 +71,7 @@ class RunHelper:
         return discover(self._pattern())
 
     def _store(self) -> Path:
-        value = self._config.getini("rli_store")
-        if value:
-            path = Path(str(value))
-            return path if path.is_absolute() else self._config.rootpath / path
-        return self._tmp.getbasetemp() / "rli-store"
+        return store_dir(self._config, self._tmp)
 
     def sweep(self, analyses: Any, **options: Any) -> Any:
         """:func:`rli.runs.sweep` of ``analyses`` over ``rli_checkpoints``, once per session per analyses/options."""

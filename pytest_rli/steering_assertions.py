@@ -2,7 +2,8 @@
 
 A plain function with explicit ``policy=`` and ``env=`` (like those of
 :mod:`pytest_rli.assertions`): it records its metric for the session summary,
-JUnit properties, reports and baselines, and fails with the evidence.
+JUnit properties, reports and baselines through :func:`pytest_rli.assertions.finish`, and
+fails with the evidence.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 import numpy as np
 
 import rli
-from pytest_rli.recording import Metric, current, judge
+from pytest_rli.assertions import finish
+from rli import defaults
 from rli.steering import steer
 
 _DIRECTIONS = ("any", "increase", "decrease")
@@ -34,31 +36,9 @@ def _per_episode(metric: Any, result: Any) -> np.ndarray:
                        f"f(EvalResult) -> one number per episode, not {metric!r}")
 
 
-def _record(key: str, *, value: float, threshold: float, passed: bool, summary: str, evidence: list[str],
-            ci: tuple[float, float], layer: str, tolerance: float | None, details: dict[str, Any]) -> Metric:
-    __tracebackhide__ = True
-    context = current()
-    key = context.key(key) if context is not None else key
-    verdict = judge(context, key, value, ci, True, tolerance)
-    record = Metric(assertion="assert_steering_changes", key=key, metric="steering_effect", value=float(value),
-                    threshold=float(threshold), op="ci excludes 0 and |effect| >=", higher_is_better=True,
-                    passed=passed and not verdict.regressed, ci=(float(ci[0]), float(ci[1])), layer=layer,
-                    baseline=verdict.baseline, regressed=verdict.regressed, details=details,
-                    baseline_ci=verdict.baseline_ci, change=verdict.change, rule=verdict.rule)
-    if context is not None:
-        context.records.append(record)
-    lines = evidence + verdict.evidence("steering_effect")
-    if not passed:
-        raise AssertionError("\n".join([summary, *lines]))
-    if verdict.regressed:
-        headline = verdict.failure("assert_steering_changes", "steering_effect", value, ci)
-        raise AssertionError("\n".join([headline, *lines]))
-    return record
-
-
 def assert_steering_changes(*, policy: rli.Policy, env: Any, layer: Any, vector: Any, coeff: float = 1.0,
                             metric: str | Callable[[Any], Any] = "return", min_effect: float,
-                            direction: str = "any", episodes: int = 20, seed: int = 0,
+                            direction: str = "any", episodes: int = defaults.EPISODES, seed: int = 0,
                             tolerance: float | None = None, **evaluate_options: Any) -> rli.Comparison:
     """Steering with ``coeff · vector`` at ``layer`` changes ``metric``: on paired episodes (same seeds with and
     without), the 95% t-interval of the mean change excludes 0 and ``|mean change| ≥ min_effect``.
@@ -118,10 +98,11 @@ def assert_steering_changes(*, policy: rli.Policy, env: Any, layer: Any, vector:
         evidence.append(f"to detect a change of {min_effect:g} with 80% power at this spread "
                         f"(sd {np.std(change, ddof=1):.4g}) needs about {max(needed, 2)} episodes")
     size_ci = ci if effect >= 0 else (-ci[1], -ci[0])  # the interval of |effect|'s side of the change
-    _record(f"assert_steering_changes[{intervention.describe()}]", value=abs(effect), threshold=min_effect,
-            passed=passed, summary=f"steering at {policy.layer(layer).name} does not change {name}: "
-                                   f"{'; '.join(problems)}",
-            evidence=evidence, ci=size_ci, layer=policy.layer(layer).name, tolerance=tolerance,
-            details={"p_value": p, "episodes": episodes, "seed": seed, "coeff": coeff, "direction": direction,
-                     "effect": effect})
+    finish("assert_steering_changes", f"assert_steering_changes[{intervention.describe()}]",
+           metric="steering_effect", value=abs(effect), threshold=min_effect, op="ci excludes 0 and |effect| >=",
+           higher_is_better=True, passed=passed,
+           summary=f"steering at {policy.layer(layer).name} does not change {name}: {'; '.join(problems)}",
+           evidence=evidence, ci=size_ci, layer=policy.layer(layer).name, tolerance=tolerance,
+           details={"p_value": p, "episodes": episodes, "seed": seed, "coeff": coeff, "direction": direction,
+                    "effect": effect})
     return result

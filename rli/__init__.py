@@ -38,8 +38,9 @@ _EXPORTS: dict[str, str] = {
     "Layer": "rli.policy",
     "LayerProfile": "rli.probes",
     "LayerTable": "rli.policy",
-    "ObsNormalizer": "rli.normalization",
+    "ObsNormalizer": "rli.loading.normalization",
     "ObsSet": "rli.observations",
+    "PatchReturnResult": "rli.patch_return",
     "PatchSweepResult": "rli.patch_sweep",
     "PolarityResult": "rli.polarity",
     "Policy": "rli.policy",
@@ -70,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "minimal_subspace": "rli.sweeps",
     "negate_sensors": "rli.polarity",
     "patch": "rli.interventions",
+    "patch_return": "rli.patch_return",
     "patch_sweep": "rli.patch_sweep",
     "polarity_test": "rli.polarity",
     "probe": "rli.probes",
@@ -97,8 +99,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is i
     from rli.errors import RliError
     from rli.interventions import Intervention, ablate, erase, keep_subspace, mean_ablate, patch, reflect
     from rli.loading import build_arch, load_policy
-    from rli.normalization import ObsNormalizer
+    from rli.loading.normalization import ObsNormalizer
     from rli.observations import ObsSet
+    from rli.patch_return import PatchReturnResult, patch_return
     from rli.patch_sweep import PatchSweepResult, patch_sweep
     from rli.polarity import PolarityResult, negate_sensors, polarity_test
     from rli.policy import ImageScaleWarning, Layer, LayerTable, Policy

@@ -41,6 +41,7 @@ from rli.network import first_tensor
 from rli.observations import ObsSet
 from rli.policy import Policy
 from rli.stats import t_interval
+from rli.tensors import to_numpy
 
 METHODS = ("ig", "saliency", "layer_ig", "gradcam")
 _TARGET = re.compile(r"^(action|value)(?::(\d+))?$")
@@ -432,7 +433,7 @@ def _target_rows(kind: str, k: int | None, outputs: torch.Tensor, discrete: bool
                            f"(0..{width - 1})")
         return np.full(n, index, dtype=np.int64)
     if discrete:
-        return outputs.argmax(dim=1).cpu().numpy().astype(np.int64)
+        return to_numpy(outputs.argmax(dim=1)).astype(np.int64)
     if width != 1:
         raise RliError(f"target='action' is ambiguous for a policy with {width} continuous action components (or an "
                        f"output of width {width} and no Discrete action space); name one: target='action:0'")
@@ -586,8 +587,7 @@ def attribute(
     if batch_size is not None:
         batch_size = checks.count(batch_size, "batch_size")
     seed = checks.seed(seed)
-    if not isinstance(metrics, bool):
-        raise RliError(f"metrics must be True or False, not {metrics!r}")
+    metrics = checks.flag(metrics, "metrics")
     if metrics and method not in ("ig", "saliency"):
         raise RliError(f"metrics=True (captum's infidelity and sensitivity) applies to input attributions: method='ig' "
                        f"or 'saliency', not {method!r}")
@@ -661,21 +661,21 @@ def _run(policy: Policy, forward: _Forward, method: str, layer_module: nn.Module
             outputs = fn(x, *held)
         index = _target_rows(kind, k, outputs, forward.discrete, target)
         chosen = torch.as_tensor(index, device=device)
-        out_parts.append(outputs.gather(1, chosen[:, None])[:, 0].detach().cpu().numpy())
+        out_parts.append(to_numpy(outputs.gather(1, chosen[:, None])[:, 0]))
         index_parts.append(index)
         if method in ("ig", "layer_ig"):
             b = torch.as_tensor(base[rows], device=device)
             attr, delta = explainer.attribute(x, baselines=b, target=chosen, additional_forward_args=extra,
                                               n_steps=n_steps, return_convergence_delta=True)
             with torch.no_grad():
-                base_parts.append(fn(b, *held).gather(1, chosen[:, None])[:, 0].cpu().numpy())
-            delta_parts.append(delta.detach().cpu().numpy())
+                base_parts.append(to_numpy(fn(b, *held).gather(1, chosen[:, None])[:, 0]))
+            delta_parts.append(to_numpy(delta))
         elif method == "saliency":
             attr = explainer.attribute(x, target=chosen, additional_forward_args=extra)
         else:
             cam = explainer.attribute(x, target=chosen, additional_forward_args=extra, relu_attributions=True)
             attr = LayerAttribution.interpolate(cam, tuple(_image_hw(policy, raw.shape[1:])), "bilinear")[:, 0]
-        attr_parts.append(attr.detach().cpu().numpy())
+        attr_parts.append(to_numpy(attr))
         if metrics:
             infid, sens = _metrics(explainer, method, fn, x, attr, chosen, extra, base[rows], raw, n_steps)
             infid_parts.append(infid)
@@ -710,4 +710,4 @@ def _metrics(explainer: Any, method: str, fn: Callable[..., torch.Tensor], x: to
     with warnings.catch_warnings():  # captum's perturbed copies of the inputs do not require grad; it sets it
         warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
         sens = sensitivity_max(explainer.attribute, x, perturb_radius=0.02 * scale, **options)
-    return infid.detach().cpu().numpy(), sens.detach().cpu().numpy()
+    return to_numpy(infid), to_numpy(sens)

@@ -69,16 +69,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="seed of the folds and controls; rollouts start at this episode seed (default: %(default)s)")
     probe.add_argument("--kind", choices=("ridge", "lasso", "mlp", "logistic"), default="ridge",
                        help="probe model (default: %(default)s)")
-    probe.add_argument("--folds", type=_positive, default=5, help="K of the K-fold split (default: %(default)s)")
+    probe.add_argument("--folds", type=_positive, default=defaults.FOLDS, help="K of the K-fold split (default: %(default)s)")
     probe.add_argument("--no-controls", action="store_true", help="skip the controls (faster)")
     probe.add_argument("--json", action="store_true", help="print the result as JSON")
     probe.add_argument("--trust", action="store_true", help=_TRUST_HELP)
 
     inter = commands.add_parser(
-        "interrogate", help="run the four-step protocol and write an HTML/JSON report",
+        "interrogate", help="run the four-step protocol (and the causal evidence) and write an HTML/JSON report",
         description="Run the interrogation protocol (paper §3.3): (1) probe every layer with controls, (2) sensor "
                     "polarity inversion, (3) zero PC1 (and the top k directions) with paired episodes and a CI, "
-                    "(4) search the minimal sufficient PCA subspace. Writes DIR/report.html (self-contained), "
+                    "(4) search the minimal sufficient PCA subspace; then attribute the action (integrated gradients) "
+                    "and patch every layer from a counterfactual. Writes DIR/report.html (self-contained), "
                     "DIR/report.json (every number) and the figures as PNG. Settings not given come from the "
                     "checkpoint card (<stem>.json beside it, its \"interrogate\" block), else are inferred.",
         epilog="Example: rli interrogate examples/checkpoints/formation_ppo_seed42.zip")
@@ -107,13 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     inter.add_argument("--obs-episodes", type=_at_least_two, metavar="E",
                        help="whole episodes the visited observations are spread over; the probe splits them by "
                             f"episode (default: {defaults.OBS_EPISODES})")
-    inter.add_argument("--candidates", type=_positive, default=32, metavar="K",
+    inter.add_argument("--candidates", type=_positive, default=defaults.CANDIDATES, metavar="K",
                        help="principal directions the subspace search may use (default: %(default)s)")
-    inter.add_argument("--tolerance", type=float, default=0.05, metavar="T",
+    inter.add_argument("--tolerance", type=float, default=defaults.TOLERANCE, metavar="T",
                        help="largest relative drop in return a sufficient subspace may cost (default: %(default)s)")
     inter.add_argument("--greedy", action="store_true",
                        help="greedy subspace search, as in the paper (slower: one evaluation per candidate per step); "
                             "default: add directions by explained variance and stop at the first sufficient one")
+    inter.add_argument("--no-causal", action="store_true",
+                       help="skip the causal evidence after step 4 (integrated gradients of the action, activation "
+                            "patching from the sensors-negated or permuted observations); the report says so")
     inter.add_argument("--trust", action="store_true", help=_TRUST_HELP)
 
     runs = commands.add_parser(
@@ -243,20 +247,14 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    import numpy as np
-
     import rli
     from rli import protocol
-    from rli.targets import check_target_name
 
     setup = protocol.resolve_setup(args.policy, args.trust, {"env": args.env, "target": args.target,
                                                              "layer": args.layer, "probe_obs": args.obs})
     policy, settings = setup.policy, setup.settings
-    if "layer" in settings:  # names are checked before any rollout or capture
-        settings["layer"] = policy.layer(settings["layer"]).name
-    if "target" in settings:
-        check_target_name(settings["target"], int(np.prod(policy.obs_shape)), what="--target")
-    given = protocol.step_obs(setup, "probe", args.trust)
+    layer = protocol.choose_layer(setup)  # names are checked before any rollout or capture
+    given = protocol.check_names(setup, args.trust, what="--target")
     if given is not None:
         obs, described = given
         if "target" not in settings:
@@ -264,12 +262,9 @@ def _probe(args: argparse.Namespace) -> int:
                                f"({', '.join(sorted(obs.labels)) or 'none'}) or obs[I] for observation entry I")
     else:
         env = protocol.need_env(setup, "the observations come from rollouts (no --obs)")
-        n, episodes = _or_default(args.n, "n_obs"), _or_default(args.episodes, "obs_episodes")
-        obs = rli.ObsSet.from_rollouts(env, policy, n=n, seed=args.seed, episodes=episodes)
-        described = (f"{len(obs):,} observations visited by the policy in {env}, spread over {episodes} episodes "
-                     f"(seeds {args.seed}..{args.seed + episodes - 1})")
-        if "target" not in settings:
-            settings["target"] = protocol.infer_target(env, obs, args.seed)
+        obs, described = protocol.visited_obs(setup, env, n=_or_default(args.n, "n_obs"), seed=args.seed,
+                                              episodes=_or_default(args.episodes, "obs_episodes"))
+        protocol.settle_target(setup, env, obs, args.seed)
     obs = protocol.with_target(obs, settings["target"], what=f"the observations ({described})")
     target = settings["target"]
     options: dict[str, Any] = {"kind": args.kind, "controls": not args.no_controls, "seed": args.seed,
@@ -277,8 +272,7 @@ def _probe(args: argparse.Namespace) -> int:
     if args.all_layers:
         result: Any = rli.probe_layers(policy, obs, target, **options)
     else:
-        layer = settings["layer"] if "layer" in settings else policy.default_layer.name
-        result = rli.probe(policy, obs, target, layer, **options)
+        result = rli.probe(policy, obs, target, layer.name, **options)
     if args.json:
         print(json.dumps({"policy": policy.source, "fingerprint": policy.fingerprint, "observations": described,
                           "profile" if args.all_layers else "result": result.to_dict()}, indent=2))
@@ -298,7 +292,8 @@ def _interrogate(args: argparse.Namespace, argv: Sequence[str]) -> int:
                              n_obs=_or_default(args.n_obs, "n_obs"), obs_episodes=_or_default(args.obs_episodes,
                                                                                                "obs_episodes"),
                              tolerance=args.tolerance, candidates=args.candidates,
-                             method="greedy" if args.greedy else "ordered", trust=args.trust)
+                             method="greedy" if args.greedy else "ordered", causal=not args.no_causal,
+                             trust=args.trust)
     json_path, html_path = report.save(out, command=shlex.join(["rli", *argv]))
     print(report)
     figures = sorted(path.name for path in out.glob("*.png"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from rli import checks
 from rli.errors import RliError
 from rli.interventions import bind_all
@@ -80,7 +78,7 @@ class Comparison:
             >>> _ = torch.manual_seed(0)
             >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)), env="CartPole-v1")
             >>> same = rli.ablate(policy, 1, np.eye(8)[:, :2], alpha=1.0)  # alpha=1 leaves the layer as it is
-            >>> rli.compare(policy, "CartPole-v1", same, episodes=4, seed=0).equivalence(0.05).equivalent
+            >>> rli.compare(policy, "CartPole-v1", intervention=same, episodes=4, seed=0).equivalence(0.05).equivalent
             True
         """
         return tost(self.baseline.returns, self.treated.returns, tolerance, alpha=alpha)
@@ -110,6 +108,9 @@ def compare(
 ) -> Comparison:
     """Evaluate with and without ``intervention`` on the same seeds and compare the returns, pair by pair.
 
+    The positional order is DESIGN.md's ``(policy, env, intervention, episodes, seed)``;
+    docs and examples pass ``intervention=``, ``episodes=`` and ``seed=`` by keyword, as
+    for :func:`rli.evaluate` (where the intervention comes after the seed).
     ``intervention`` is an rli intervention not yet entered (it is entered once for
     the treated evaluation), built from ``policy`` or from another ``Policy`` object
     with the same network (see :meth:`~rli.Intervention.bind`). Pass ``baseline=``
@@ -122,15 +123,14 @@ def compare(
         >>> _ = torch.manual_seed(0)
         >>> policy = rli.load_policy(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)), env="CartPole-v1")
         >>> cut = rli.ablate(policy, 1, np.ones(8))
-        >>> result = rli.compare(policy, "CartPole-v1", cut, episodes=6, seed=0)
+        >>> result = rli.compare(policy, "CartPole-v1", intervention=cut, episodes=6, seed=0)
         >>> result.baseline.seeds.tolist() == result.treated.seeds.tolist() == list(range(6))
         True
     """
     if intervention is None:
         raise RliError("compare() needs an intervention (e.g. rli.ablate(policy, 5, 'pc1', obs=obs)); "
                        "to evaluate without one use rli.evaluate")
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 2:
-        raise RliError(f"a paired comparison needs at least 2 episodes (an integer), got {episodes!r}")
+    episodes = checks.count(episodes, "episodes", minimum=2, hint=" (a paired comparison needs at least 2 episodes)")
     seed = checks.seed(seed)
     if baseline is not None and not isinstance(baseline, EvalResult):
         raise RliError(f"baseline= must be an EvalResult from rli.evaluate on the same seeds, not "
@@ -141,6 +141,6 @@ def compare(
     elif len(baseline.seeds) != episodes or int(baseline.seeds[0]) != int(seed):
         raise RliError(f"baseline= ran seeds {baseline.seeds[0]}..{baseline.seeds[-1]} but this comparison uses "
                        f"{seed}..{seed + episodes - 1}; pairs must share seeds")
-    treated = evaluate(policy, env, episodes, seed, intervention, **evaluate_kwargs)
+    treated = evaluate(policy, env, episodes, seed, intervention=intervention, **evaluate_kwargs)
     return Comparison(baseline=baseline, treated=treated,
                       stats=paired_comparison(baseline.returns, treated.returns, confidence=confidence, seed=seed))

@@ -40,6 +40,7 @@ from rli.observations import ObsSet
 from rli.patch_sweep import head_under_edit
 from rli.policy import LayerSpec, Policy
 from rli.recurrent import RecurrentState
+from rli.tensors import to_numpy
 from rli.threads import one_torch_thread
 
 
@@ -225,10 +226,10 @@ def das(policy: Policy, layer: LayerSpec, pairs: Any, k: int, *, epochs: int = 1
             param.copy_(torch.as_tensor(flat.reshape(param.shape), dtype=param.dtype))
         loss = nn.functional.cross_entropy(logits(frame.weight, train, base_train).to(torch.float64), labels)
         (grad,) = torch.autograd.grad(loss, [param])
-        return float(loss.detach()), grad.detach().cpu().numpy().ravel().astype(np.float64)
+        return float(loss.detach()), to_numpy(grad).ravel().astype(np.float64)
 
     with one_torch_thread():  # small full-batch steps: extra threads only spin-wait
-        flat = param.detach().cpu().numpy().ravel().astype(np.float64)
+        flat = to_numpy(param).ravel().astype(np.float64)
         if lr is None:
             flat = optimize.minimize(loss_and_grad, flat, jac=True, method="L-BFGS-B", options={"maxiter": epochs}).x
         else:
@@ -236,17 +237,17 @@ def das(policy: Policy, layer: LayerSpec, pairs: Any, k: int, *, epochs: int = 1
 
             optimizer = Adam([param], lr=lr)
             for _ in range(epochs):
-                _, grad = loss_and_grad(param.detach().cpu().numpy().ravel())
+                _, grad = loss_and_grad(to_numpy(param).ravel())
                 param.grad = torch.as_tensor(grad.reshape(param.shape), dtype=param.dtype, device=param.device)
                 optimizer.step()
-            flat = param.detach().cpu().numpy().ravel()
+            flat = to_numpy(param).ravel()
         loss_and_grad(flat)
         with torch.no_grad():
             weight = frame.weight.detach().clone()
 
     def correct(w: torch.Tensor, index: np.ndarray, obs: Any) -> np.ndarray:
         with torch.no_grad():
-            return (logits(w, index, obs).argmax(dim=1).cpu().numpy() == wanted[index]).astype(np.float64)
+            return (to_numpy(logits(w, index, obs).argmax(dim=1)) == wanted[index]).astype(np.float64)
 
     test_correct = correct(weight, test, base_test)
     test_groups = None if group_ids is None else group_ids[test]
@@ -267,4 +268,4 @@ def das(policy: Policy, layer: LayerSpec, pairs: Any, k: int, *, epochs: int = 1
     return DASResult(layer=target.name, k=k, iia=iia, ci=(float(ci[0]), float(ci[1])),
                      train_iia=float(correct(weight, train, base_train).mean()), control_iia=control_iia,
                      control=float(control_iia.mean()) if len(control_iia) else float("nan"), p_value=p_value,
-                     basis=weight.T.cpu().numpy(), n_train=len(train), n_test=len(test), epochs=epochs, seed=seed)
+                     basis=to_numpy(weight.T), n_train=len(train), n_test=len(test), epochs=epochs, seed=seed)

@@ -19,3 +19,11 @@ N_OBS = 4000
 OBS_EPISODES = 20
 #: the k of the protocol's top-k ablations.
 KS = (1, 2, 4, 8, 16)
+#: K of the K-fold probe splits (:func:`rli.probe`, :func:`rli.probe_layers`, :func:`rli.polarity_test`, the
+#: erasure checks, the sweep specs, ``rli probe --folds``).
+FOLDS = 5
+#: the largest relative drop in return a sufficient subspace may cost (:func:`rli.minimal_subspace`, the
+#: protocol's step 4, the sweep spec).
+TOLERANCE = 0.05
+#: principal directions the protocol's subspace search may use (its sweep spec too).
+CANDIDATES = 32

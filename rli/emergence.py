@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rli import checks
 from rli.errors import RliError
 from rli.runstats import select
 
@@ -105,8 +106,7 @@ def emergence(steps: Sequence[int], values: Sequence[float], ci_low: Sequence[fl
         raise RliError("steps must be distinct (one record per checkpoint); filter the records to one layer and target")
     if not np.all(np.isfinite(np.concatenate([v, lo, hi]))):
         raise RliError("values and CIs must be finite; drop the checkpoints whose analysis failed")
-    if not (isinstance(threshold, (int, float)) and np.isfinite(threshold)):
-        raise RliError(f"threshold must be a finite number, got {threshold!r}")
+    threshold = checks.real(threshold, "threshold")
     order = np.argsort(s, kind="stable")
     s, v, lo, hi = s[order], v[order], lo[order], hi[order]
     clear = lo > threshold

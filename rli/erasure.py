@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from rli import checks, defaults
 from rli.errors import RliError
 
 _RANK_RTOL = 1e-8
@@ -157,8 +158,7 @@ def fit_leace(acts: Any, concept: Any, *, shrinkage: bool = False) -> LeaceFit:
         >>> eraser.rank, bool(abs(np.corrcoef(erased @ rng.normal(size=8), z)[0, 1]) < 1e-6)
         (1, True)
     """
-    if not isinstance(shrinkage, (bool, np.bool_)):
-        raise RliError(f"shrinkage must be True or False, not {shrinkage!r}")
+    checks.flag(shrinkage, "shrinkage")
     x = np.asarray(acts).astype(np.float64)
     z = np.asarray(concept, dtype=np.float64).reshape(x.shape[0], -1)
     z = np.ldexp(z, -np.frexp(np.max(np.abs(z), axis=0))[1])  # exact per-column powers of two: no overflow below
@@ -286,7 +286,7 @@ def _mlp_steps(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, see
     return out * y_scale + y_mean
 
 
-def grouped_r2(acts: Any, target: Any, groups: Any, *, kind: str = "ridge", folds: int = 5,
+def grouped_r2(acts: Any, target: Any, groups: Any, *, kind: str = "ridge", folds: int = defaults.FOLDS,
                seed: int = 0) -> RecoveryScore:
     """Held-out R² of ``target`` from ``acts`` with folds of whole groups (episodes, blocks), and its 95% CI.
 
@@ -322,9 +322,8 @@ def grouped_r2(acts: Any, target: Any, groups: Any, *, kind: str = "ridge", fold
         raise RliError(f"grouped_r2 needs activations (n, d), a target (n,) or (n, k) and groups (n,); got "
                        f"{x.shape}, {y.shape} and {ids.shape}")
     n_groups = np.unique(ids).size
-    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2 or folds > n_groups:
-        raise RliError(f"folds must be an int from 2 to the number of groups ({n_groups}), not {folds!r}; "
-                       "collect more groups (episodes) or pass a smaller folds=")
+    checks.count(folds, "folds", minimum=2, maximum=n_groups, hint=f" (at most the number of groups, {n_groups}; "
+                 "collect more groups (episodes) or pass a smaller folds=)")
     y2 = y.reshape(len(y), -1)
     scores = []
     for train, test in GroupKFold(n_splits=int(folds), shuffle=True, random_state=seed).split(x, y2, ids):
@@ -415,7 +414,7 @@ def _groups(obs: Any, groups: Any, n: int) -> tuple[np.ndarray, str]:
     return ids, "by the given groups"
 
 
-def assess_erasure(acts: Any, concept: Any, groups: Any, *, held_out: float = 0.5, folds: int = 5, seed: int = 0,
+def assess_erasure(acts: Any, concept: Any, groups: Any, *, held_out: float = 0.5, folds: int = defaults.FOLDS, seed: int = 0,
                    shrinkage: bool = False, nonlinear: bool = True, concept_name: str = "the concept",
                    layer: str = "the layer", split: str = "by the given groups") -> ErasureReport:
     """:class:`ErasureReport` of LEACE on activations (n, d) against a concept matrix (n, k), split by ``groups``.
@@ -435,10 +434,8 @@ def assess_erasure(acts: Any, concept: Any, groups: Any, *, held_out: float = 0.
     """
     if not (isinstance(held_out, float) and 0.0 < held_out < 1.0):
         raise RliError(f"held_out must be a fraction of the groups between 0 and 1 (e.g. 0.5), not {held_out!r}")
-    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
-        raise RliError(f"folds must be an int ≥ 2, not {folds!r}")
-    if not isinstance(nonlinear, (bool, np.bool_)):
-        raise RliError(f"nonlinear must be True or False, not {nonlinear!r}")
+    checks.count(folds, "folds", minimum=2)
+    checks.flag(nonlinear, "nonlinear")
     x = np.asarray(acts)
     z = np.asarray(concept, dtype=np.float64).reshape(len(x), -1)
     ids = np.asarray(groups)
@@ -472,7 +469,7 @@ def assess_erasure(acts: Any, concept: Any, groups: Any, *, held_out: float = 0.
 
 
 def erasure_report(policy: Any, layer: Any, obs: Any, concept: Any, *, groups: Any = None, held_out: float = 0.5,
-                   folds: int = 5, seed: int = 0, categorical: bool | None = None, shrinkage: bool = False,
+                   folds: int = defaults.FOLDS, seed: int = 0, categorical: bool | None = None, shrinkage: bool = False,
                    nonlinear: bool = True, recurrent_state: Any = None) -> ErasureReport:
     """How far LEACE erasure of ``concept`` from ``layer`` goes: in-sample, on held-out episodes, nonlinearly.
 

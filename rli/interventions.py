@@ -7,16 +7,19 @@ and ``P`` the orthogonal projector on the given direction or subspace:
 
 =====================================  ==============================================
 ``ablate(policy, layer, d, alpha)``    ``h ← h − P h + α P h``
-``reflect(policy, layer, w)``          ``h ← h − 2 P h`` (Householder for one direction)
+``reflect(policy, layer, d)``          ``h ← h − 2 P h`` (Householder for one direction)
 ``mean_ablate(policy, layer, d, obs)`` ``h ← h − P (h − μ)``, μ the mean activation on ``obs``
-``keep_subspace(policy, layer, d)``    ``h ← P h``; with ``reference_obs``: ``h ← μ + P (h − μ)``
+``keep_subspace(policy, layer, d)``    ``h ← P h``; with ``obs``: ``h ← μ + P (h − μ)``
 ``erase(policy, layer, obs, concept)`` LEACE: ``h ← h − W⁺ Q W (h − μ)`` (see :mod:`rli.erasure`)
 ``patch(policy, layer, source_obs)``   ``h_i ←`` the layer's output on ``source_obs[i]``
 =====================================  ==============================================
 
-Directions are arrays (d,) or (d, k) (orthonormalised), ``"pcK"`` (the K-th principal
-direction) or ``"pcI-J"`` (principal directions I to J) of the layer's activations on
-the observations given, or any fitted probe (an object with ``.direction``).
+Directions (the ``direction`` argument of every builder) are arrays (d,) or (d, k)
+(orthonormalised), ``"pcK"`` (the K-th principal direction) or ``"pcI-J"`` (principal
+directions I to J) of the layer's activations on the observations given (``obs``), or
+any fitted probe (an object with ``.direction``). The names used before (``w`` in
+:func:`reflect`; ``basis`` and ``reference_obs`` in :func:`mean_ablate` and
+:func:`keep_subspace`) still work for one release, with a ``DeprecationWarning``.
 
 ``with a, b:`` composes interventions (on the same layer ``a`` edits first); an
 intervention can be entered again and again, but not while it is already active.
@@ -65,6 +68,7 @@ from torch import nn
 
 from rli import checks, recurrent
 from rli.capture import capture
+from rli.deprecation import renamed_arguments
 from rli.erasure import concept_matrix, fit_leace
 from rli.errors import RliError
 from rli.network import first_tensor
@@ -608,12 +612,13 @@ def ablate(policy: Policy, layer: LayerSpec, direction: Any, alpha: float = 0.0,
                         _with_mode({"alpha": alpha, "rank": basis.shape[1], "directions": label or "given"}, mode))
 
 
-def reflect(policy: Policy, layer: LayerSpec, w: Any, *, obs: Any = None,
+@renamed_arguments(w="direction")
+def reflect(policy: Policy, layer: LayerSpec, direction: Any, *, obs: Any = None,
             recurrent_state: RecurrentState | None = None) -> Intervention:
     """Householder reflection of ``layer``'s output: ``h ← h − 2 (h·ŵ) ŵ`` (for a subspace, ``h − 2 P h``).
 
-    ``w`` is given as for :func:`ablate` (``obs`` and ``recurrent_state`` too); the
-    reflection is its own inverse and preserves norms.
+    ``direction`` (ŵ; ``w=`` before, deprecated) is given as for :func:`ablate` (``obs``
+    and ``recurrent_state`` too); the reflection is its own inverse and preserves norms.
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -625,23 +630,25 @@ def reflect(policy: Policy, layer: LayerSpec, w: Any, *, obs: Any = None,
     """
     target = _target(policy, layer)
     recurrent.check_mode(recurrent_state)
-    acts, mode = (_activations(policy, target, obs, recurrent_state) if isinstance(w, str) and obs is not None
+    acts, mode = (_activations(policy, target, obs, recurrent_state) if isinstance(direction, str) and obs is not None
                   else (None, None))
-    basis, label = _basis(policy, target, w, acts, "obs")
+    basis, label = _basis(policy, target, direction, acts, "obs")
     description = f"reflect {_count(basis)} at {_where(target)}{_named(label, mode)}"
     return Intervention(policy, target, "reflect", _projection(basis, alpha=-1.0), description,
                         _with_mode({"rank": basis.shape[1], "directions": label or "given"}, mode))
 
 
-def mean_ablate(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any, *,
+@renamed_arguments(basis="direction", reference_obs="obs")
+def mean_ablate(policy: Policy, layer: LayerSpec, direction: Any, obs: Any, *,
                 recurrent_state: RecurrentState | None = None) -> Intervention:
     """Replace the component of ``layer``'s output in a subspace by its mean: ``h ← h − P (h − μ)``.
 
-    μ is the mean activation over ``reference_obs`` (which also defines ``"pcK"``
-    directions). Unlike zeroing, this keeps the layer's average output, so it
-    removes the variation along the subspace and nothing else. ``recurrent_state``
-    chooses the hidden states a recurrent policy runs ``reference_obs`` from, as in
-    :func:`rli.capture`.
+    ``direction`` is given as for :func:`ablate`; μ is the mean activation over ``obs``
+    (which also defines ``"pcK"`` directions). Unlike zeroing, this keeps the layer's
+    average output, so it removes the variation along the subspace and nothing else.
+    ``recurrent_state`` chooses the hidden states a recurrent policy runs ``obs`` from,
+    as in :func:`rli.capture`. (``basis=`` and ``reference_obs=`` are the deprecated
+    old names of ``direction=`` and ``obs=``.)
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
@@ -656,8 +663,8 @@ def mean_ablate(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any
         True
     """
     target = _target(policy, layer)
-    acts, mode = _activations(policy, target, reference_obs, recurrent_state)
-    space, label = _basis(policy, target, basis, acts, "reference_obs")
+    acts, mode = _activations(policy, target, obs, recurrent_state)
+    space, label = _basis(policy, target, direction, acts, "obs")
     its = "its" if space.shape[1] == 1 else "their"
     description = (f"set {_count(space)} to {its} mean over {acts.shape[0]} observations "
                    f"at {_where(target)}{_named(label, mode)}")
@@ -667,23 +674,25 @@ def mean_ablate(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any
                                     "n_reference": acts.shape[0]}, mode))
 
 
-def keep_subspace(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: Any = None, *,
+@renamed_arguments(basis="direction", reference_obs="obs")
+def keep_subspace(policy: Policy, layer: LayerSpec, direction: Any, obs: Any = None, *,
                   recurrent_state: RecurrentState | None = None) -> Intervention:
     """Keep only the component of ``layer``'s output in a subspace; the rest is set to its mean, or zeroed.
 
-    With ``reference_obs`` (recommended for PCA subspaces, and what a minimal-subspace
-    search uses) the orthogonal complement is replaced by its mean over those
-    observations: ``h ← μ + P (h − μ)``, i.e. :func:`mean_ablate` of the complement.
-    Without, it is zeroed: ``h ← P h``, i.e. :func:`ablate` of the complement.
-    ``"pcK"`` / ``"pcI-J"`` directions are fitted on ``reference_obs``, which a
-    recurrent policy runs from the hidden states ``recurrent_state`` chooses (as in
-    :func:`rli.capture`).
+    ``direction`` (the subspace kept) is given as for :func:`ablate`. With ``obs``
+    (recommended for PCA subspaces, and what a minimal-subspace search uses) the
+    orthogonal complement is replaced by its mean over those observations:
+    ``h ← μ + P (h − μ)``, i.e. :func:`mean_ablate` of the complement. Without, it is
+    zeroed: ``h ← P h``, i.e. :func:`ablate` of the complement. ``"pcK"`` / ``"pcI-J"``
+    directions are fitted on ``obs``, which a recurrent policy runs from the hidden
+    states ``recurrent_state`` chooses (as in :func:`rli.capture`). (``basis=`` and
+    ``reference_obs=`` are the deprecated old names of ``direction=`` and ``obs=``.)
 
     Example:
         >>> import numpy as np, torch.nn as nn, rli
         >>> policy = rli.load_policy(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)))
         >>> obs = np.random.default_rng(0).normal(size=(300, 3))
-        >>> keep = rli.keep_subspace(policy, 1, "pc1-3", reference_obs=obs)
+        >>> keep = rli.keep_subspace(policy, 1, "pc1-3", obs=obs)
         >>> keep.describe()
         'keep only 3 directions at actor.1 (pc1-3), the rest set to its mean over 300 observations'
         >>> with keep:
@@ -693,9 +702,8 @@ def keep_subspace(policy: Policy, layer: LayerSpec, basis: Any, reference_obs: A
     """
     target = _target(policy, layer)
     recurrent.check_mode(recurrent_state)
-    acts, mode = (_activations(policy, target, reference_obs, recurrent_state) if reference_obs is not None
-                  else (None, None))
-    space, label = _basis(policy, target, basis, acts, "reference_obs")
+    acts, mode = (_activations(policy, target, obs, recurrent_state) if obs is not None else (None, None))
+    space, label = _basis(policy, target, direction, acts, "obs")
     center = acts.mean(axis=0, dtype=np.float64) if acts is not None else None
     rest = f"the rest set to its mean over {acts.shape[0]} observations" if acts is not None else "the rest zeroed"
     description = f"keep only {_count(space)} at {_where(target)}{_named(label, mode)}, {rest}"
@@ -759,8 +767,7 @@ def erase(policy: Policy, layer: LayerSpec, obs: Any, concept: Any, *, categoric
     target = _target(policy, layer)
     if not (categorical is None or isinstance(categorical, (bool, np.bool_))):
         raise RliError(f"categorical must be True, False or None (guess from the dtype), not {categorical!r}")
-    if not isinstance(shrinkage, (bool, np.bool_)):
-        raise RliError(f"shrinkage must be True or False, not {shrinkage!r}")
+    checks.flag(shrinkage, "shrinkage")
     acts, mode = _activations(policy, target, obs, recurrent_state)
     matrix, name = concept_matrix(concept, obs, acts.shape[0], categorical=categorical)
     fit = fit_leace(acts, matrix, shrinkage=shrinkage)

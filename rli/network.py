@@ -3,7 +3,7 @@
 A :class:`Network` says which modules form the actor (and critic) trunk in forward
 order, how to run the actor and critic on a batch of preprocessed observations, and
 how to turn raw network outputs into environment actions. Builders for SB3 policies
-live in :mod:`rli.sb3_networks`, for plain torch modules in :mod:`rli.torch_networks`.
+live in :mod:`rli.loading.sb3_networks`, for plain torch modules in :mod:`rli.loading.torch_networks`.
 """
 
 from __future__ import annotations

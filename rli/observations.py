@@ -16,6 +16,7 @@ import numpy as np
 from rli import checks
 from rli.errors import RliError
 from rli.space_fit import dict_entries, flat_shape, flatten_batch
+from rli.tensors import to_numpy
 
 LabelFn = Callable[..., Mapping[str, Any]]
 
@@ -76,23 +77,11 @@ class ObsSet:
     def __init__(self, obs: Any, labels: Mapping[str, Any] | None = None, *,
                  meta: Mapping[str, Any] | None = None, states: Mapping[str, Any] | None = None,
                  space: Any = None) -> None:
-        obs = _with_space(obs, space)
-        if hasattr(obs, "detach"):
-            obs = obs.detach().cpu().numpy()
-        try:
-            arr = np.asarray(obs)
-        except (TypeError, ValueError):
-            raise RliError(f"observations must be an array (n, *obs_shape), not a ragged {type(obs).__name__}") from None
-        if arr.dtype == object or arr.dtype.kind == "c" or not (np.issubdtype(arr.dtype, np.number) or
-                                                                 arr.dtype == np.bool_):
-            raise RliError(f"observations must be numeric (real numbers), got dtype {arr.dtype}")
+        arr = checks.array(_with_space(obs, space), "observations", what="numeric array data (n, *obs_shape) of real numbers",
+                           fix="drop or clean those rows")
         if arr.ndim < 2:
             raise RliError(f"observations must be a batch of shape (n, *obs_shape); got shape {arr.shape}. "
                            "For a single observation use obs[None]")
-        if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-            bad = ~np.isfinite(arr)
-            raise RliError(f"observations contain {int(bad.sum())} NaN/inf values (first in row "
-                           f"{int(np.argwhere(bad)[0][0])}); drop or clean those rows")
         if labels is not None and not isinstance(labels, Mapping):
             raise RliError(f"labels must be a mapping {{name: values}}, not {type(labels).__name__}")
         if meta is not None and not isinstance(meta, Mapping):
@@ -382,7 +371,7 @@ def _with_space(obs: Any, space: Any) -> Any:
     if space is None or (not hasattr(obs, "shape") and not isinstance(obs, (list, tuple))):
         return obs
     try:
-        shape = tuple(np.shape(obs.detach().cpu().numpy() if hasattr(obs, "detach") else obs))[1:]
+        shape = tuple(np.shape(to_numpy(obs)))[1:]
     except (TypeError, ValueError):
         return obs  # ragged: reported by the constructor
     if policy is not None:

@@ -16,7 +16,9 @@ A site's ``effect`` is the mean over rows of ``metric(patched) − metric(clean)
 a Student-t interval and a two-sided p-value over rows; when rows are grouped (by
 episode: rows of one episode are not independent) the unit is the group, and the
 effect, interval and p-value are those of the per-group means. p-values are Holm-corrected
-across the sites (:func:`rli.stats.adjust`). Patches are built with
+across the sites (:func:`rli.stats.adjust`). A row's change within the float noise floor
+(:func:`rounding_tolerance`: 64 float32 epsilons of the metric's scale) counts as exactly 0,
+so activations that differ only by rounding are never an effect. Patches are built with
 :class:`rli.Intervention` (hooks exist only while a batch runs) and many sites run in
 one stacked forward pass. ``screen="attribution"`` ranks all sites first by attribution
 patching (Nanda's gradient approximation ``∂metric/∂h · (h_corrupt − h_clean)``, one
@@ -26,6 +28,7 @@ Spearman rank agreement between the estimate and the exact effect on those.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +45,7 @@ from rli.network import first_tensor
 from rli.observations import ObsSet
 from rli.policy import Layer, LayerSpec, Policy
 from rli.recurrent import RecurrentState
+from rli.tensors import to_numpy
 from rli.threads import one_torch_thread
 
 METRICS = ("action_agreement", "logit", "prob", "value")
@@ -193,6 +197,54 @@ def _layer_sites(layer: Layer, axis: str | None) -> _LayerSites:
     return _LayerSites(layer, [f"{where}[@{k // w},{k % w}]" for k in range(h * w)], np.arange(h * w), masks, (h, w))
 
 
+_SITE = re.compile(r"^(?P<layer>.+?)(?:\[(?:(?P<unit>\d+)|c(?P<channel>\d+)|@(?P<row>\d+),(?P<col>\d+))\])?$")
+
+
+def site_mask(policy: Policy, site: Any) -> tuple[Layer, np.ndarray, str]:
+    """One patch site as ``(layer, mask, name)``: ``mask`` (width,) marks the flattened coordinates the site covers.
+
+    ``site`` is named as in :attr:`PatchSweepResult.sites` (``"actor.3[7]"`` unit 7,
+    ``"0[c2]"`` channel 2, ``"0[@1,2]"`` position (1, 2), ``"actor.3"`` the whole layer)
+    or is a layer spec (an index, a dotted name, a :class:`~rli.Layer`: the whole layer).
+
+    Example:
+        >>> import torch.nn as nn, rli
+        >>> from rli.patch_sweep import site_mask
+        >>> policy = rli.load_policy(nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)))
+        >>> layer, mask, name = site_mask(policy, "actor.1[2]")
+        >>> name, mask.tolist()
+        ('actor.1[2]', [False, False, True, False])
+    """
+    checks.policy(policy)
+    if isinstance(site, (int, np.integer, Layer)) and not isinstance(site, bool):
+        layer, part = policy.layer(int(site) if isinstance(site, np.integer) else site), None
+    elif isinstance(site, str) and (match := _SITE.match(site.strip())) is not None:
+        layer, part = policy.layer(match["layer"]), match
+    else:
+        raise RliError(f"a patch site is a layer (index or name) or a site name such as 'actor.3[7]' (unit), "
+                       f"'0[c2]' (channel), '0[@1,2]' (position), not {site!r}")
+    if not layer.width:
+        raise RliError(f"layer {layer.name!r} does not run when the policy acts; see policy.layers")
+    axis = None if part is None or part["layer"] == site.strip() else \
+        "unit" if part["unit"] is not None else "channel" if part["channel"] is not None else "position"
+    sites = _layer_sites(layer, axis)
+    if axis is None:
+        return layer, sites.masks[0], sites.names[0]
+    assert part is not None
+    if axis == "unit":
+        index = int(part["unit"])
+    elif axis == "channel":
+        index = int(part["channel"])
+    else:
+        index = int(part["row"]) * sites.shape[1] + int(part["col"])
+        if int(part["col"]) >= sites.shape[1]:
+            index = len(sites.names)
+    if not 0 <= index < len(sites.names):
+        raise RliError(f"site {site!r} is outside layer {_where(layer)}, which has {len(sites.names)} {axis} sites "
+                       f"(shape {sites.shape})")
+    return layer, sites.masks[index], sites.names[index]
+
+
 def _layers(policy: Policy, layers: Any, axis: str | None) -> list[Layer]:
     if layers is None:
         found = [layer for layer in policy.actor_layers if layer.width]
@@ -333,6 +385,33 @@ def _measure(policy: Policy, readout: _Readout, obs: Any, reference: np.ndarray,
     return values.reshape(m, len(obs))
 
 
+#: Differences within ``ROUNDING_ULPS`` float32 epsilons of the metric's scale are rounding, not effects.
+ROUNDING_ULPS = 64
+
+
+def rounding_tolerance(clean_metric: np.ndarray) -> float:
+    """The float noise floor of a metric: ``ROUNDING_ULPS · ε · max_i |metric_i|`` with ε float32's epsilon (2⁻²³).
+
+    rli reads activations as float32, and the same activation recomputed in another batch
+    shape (a stacked patching pass, a different BLAS kernel) or from an input one ulp away
+    differs by a few ulps; after the layers that follow, the metric moves by a few ulps of
+    its own scale. A per-row change no larger than this tolerance (7.6e-6 of the scale)
+    is taken as exactly zero, so rounding is never reported as an effect.
+
+    Example:
+        >>> import numpy as np
+        >>> from rli.patch_sweep import rounding_tolerance
+        >>> float(rounding_tolerance(np.array([0.5, -2.0]))) == 64 * 2.0 * 2.0 ** -23
+        True
+    """
+    scale = float(np.max(np.abs(clean_metric))) if clean_metric.size else 0.0
+    return ROUNDING_ULPS * float(np.finfo(np.float32).eps) * scale
+
+
+def _denoised(diffs: np.ndarray, tolerance: float) -> np.ndarray:
+    return np.where(np.abs(diffs) <= tolerance, 0.0, diffs)
+
+
 def _site_stats(diffs: np.ndarray, groups: np.ndarray | None) -> tuple[float, tuple[float, float], float]:
     values = diffs if groups is None else np.array([diffs[groups == g].mean() for g in np.unique(groups)])
     mean = float(values.mean())
@@ -428,7 +507,8 @@ def _patch_sweep(policy: Policy, clean: Any, corrupt: Any, *, metric: Metric, ov
     if readout.metric in ("logit", "prob"):
         reference = head.argmax(axis=1)
     base = _measure(policy, readout, clean, reference, 1, recurrent_state)[0]
-    total = _measure(policy, readout, corrupt, reference, 1, recurrent_state)[0] - base
+    tolerance = rounding_tolerance(base)
+    total = _denoised(_measure(policy, readout, corrupt, reference, 1, recurrent_state)[0] - base, tolerance)
     total_effect, total_ci, _ = _site_stats(total, group_ids)
 
     names = [name for sites in per_layer for name in sites.names]
@@ -456,7 +536,7 @@ def _patch_sweep(policy: Policy, clean: Any, corrupt: Any, *, metric: Metric, ov
                 rows = _measure(policy, readout, clean, reference, len(block), recurrent_state)
             for j, site in enumerate(block):
                 i = offsets[k] + site
-                effect[i], (ci[i, 0], ci[i, 1]), p[i] = _site_stats(rows[j] - base, group_ids)
+                effect[i], (ci[i, 0], ci[i, 1]), p[i] = _site_stats(_denoised(rows[j] - base, tolerance), group_ids)
     done = ~np.isnan(effect)
     adjusted = np.full(m, np.nan)
     adjusted[done] = stats.adjust(p[done], correction)
@@ -560,4 +640,4 @@ def activation_gradient(policy: Policy, layer: LayerSpec, obs: Any, objective: C
     head = head_under_edit(policy, layer, obs, lambda rows: rows + delta.to(rows.dtype),
                            recurrent_state=recurrent_state)
     (grad,) = torch.autograd.grad(objective(head), [delta], allow_unused=True)
-    return np.zeros((len(obs), width), np.float32) if grad is None else grad.detach().cpu().numpy()
+    return np.zeros((len(obs), width), np.float32) if grad is None else to_numpy(grad)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rli.deprecation import renamed_arguments
 from rli.errors import RliError
 from rli.observations import ObsSet
 from rli.policy import Policy
@@ -191,7 +192,8 @@ def probe_heatmap(
         name = target or result.target
         kind = "held-out prediction"
         head = (f"{result.kind} probe of {name!r} at layer {_layer_name(result.layer, result.layer_index)}: "
-                f"held-out R² {result.r2:.3f} [{result.ci[0]:.3f}, {result.ci[1]:.3f}]")
+                f"held-out {'R²' if result.metric == 'r2' else result.metric} {result.score:.3f} "
+                f"[{result.ci[0]:.3f}, {result.ci[1]:.3f}]")
     else:
         if target is None:
             raise RliError("with predictions given as an array, name the true label: target=")
@@ -268,7 +270,7 @@ def layer_profile(profile: LayerProfile, *, highlight: Any = None, title: str | 
     first = results[0]
     score = "R²" if first.metric == "r2" else "accuracy"
     x = np.arange(len(results))
-    r2 = np.array([r.r2 for r in results])
+    r2 = np.array([r.score for r in results])
     ci = np.array([r.ci for r in results])
     fig = new_figure(7.6, 4.2)
     ax = fig.subplots()
@@ -410,11 +412,12 @@ def _no_ticks() -> Any:
 
 
 # ------------------------------------------------------------------------------------ PCA scatter
+@renamed_arguments(basis="direction")
 def pca_scatter(
     acts: Any,
     target: Any,
     *,
-    basis: Any = None,
+    direction: Any = None,
     target_name: str = "target",
     target_unit: str = "",
     max_points: int = 5000,
@@ -423,8 +426,9 @@ def pca_scatter(
 ) -> Figure:
     """PC1 against PC2 of activations (n, d), each point coloured by its target value.
 
-    ``basis`` (d, ≥2) gives the directions to project on (e.g. PCs fitted elsewhere);
-    by default the top two principal directions of ``acts``. Axis labels give each
+    ``direction`` (d, ≥2) gives the directions to project on (e.g. PCs fitted elsewhere,
+    as :func:`rli.fit_pca` returns them and interventions take them; ``basis=`` before,
+    deprecated); by default the top two principal directions of ``acts``. Axis labels give each
     direction's share of the variance of ``acts``. At most ``max_points`` points are
     drawn (a seeded subsample). Colours span the 1st to 99th percentile of the target
     (arrows on the colour bar mark values beyond); a target that takes both signs in
@@ -445,9 +449,9 @@ def pca_scatter(
     if arr.ndim != 2 or values.size != arr.shape[0]:
         raise RliError(f"pca_scatter takes activations (n, d) and one target value per row; got {arr.shape} and "
                        f"{values.size} values")
-    base = fit_pca(arr, 2)[0] if basis is None else as_matrix(basis, "basis")
+    base = fit_pca(arr, 2)[0] if direction is None else as_matrix(direction, "direction")
     if base.ndim != 2 or base.shape[0] != arr.shape[1] or base.shape[1] < 2:
-        raise RliError(f"basis must be (d, ≥2) with d = {arr.shape[1]}; got {base.shape}")
+        raise RliError(f"direction must be (d, ≥2) with d = {arr.shape[1]}; got {base.shape}")
     centred = arr - arr.mean(axis=0)
     coords = centred @ base[:, :2]
     total = float((centred**2).sum()) or 1.0

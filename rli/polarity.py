@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
-from rli import checks, stats
+from rli import checks, defaults, stats
 from rli.capture import DEFAULT_CHUNK, Pool, capture, iter_activations
+from rli.deprecation import renamed_arguments
 from rli.errors import RliError
 from rli.moments import Moments, accumulate, fold_order
 from rli.observations import ObsSet, obs_length
@@ -24,12 +24,15 @@ from rli.policy import LayerSpec, Policy
 from rli.probes import fold_split, probe_options, probe_target
 from rli.recurrent import RecurrentState, check_mode
 from rli.ridge import check_ridge_width, ridge_outcomes, target_exponent
+from rli.tensors import to_numpy
 
 
-def negate_sensors(obs: Any, indices: int | Sequence[int] | np.ndarray) -> Any:
-    """A copy of ``obs`` with the observation entries at ``indices`` negated.
+@renamed_arguments(indices="sensors")
+def negate_sensors(obs: Any, sensors: int | Sequence[int] | np.ndarray) -> Any:
+    """A copy of ``obs`` with the observation entries at ``sensors`` negated.
 
-    ``indices`` index one flattened observation; each listed entry is negated once.
+    ``sensors`` (``indices=`` before, deprecated) index one flattened observation; each
+    listed entry is negated once.
     An :class:`~rli.ObsSet` gives an ObsSet with the same labels (the true quantities,
     which the inversion does not change); an array gives an array.
 
@@ -41,9 +44,7 @@ def negate_sensors(obs: Any, indices: int | Sequence[int] | np.ndarray) -> Any:
         >>> rli.negate_sensors(obs, 1).obs[:, 1].tolist(), obs.obs[:, 1].tolist()
         ([-1.0, -1.0], [1.0, 1.0])
     """
-    arr = obs.obs if isinstance(obs, ObsSet) else obs
-    if isinstance(arr, torch.Tensor):
-        arr = arr.detach().cpu().numpy()
+    arr = to_numpy(obs.obs if isinstance(obs, ObsSet) else obs)
     try:
         arr = np.array(arr, copy=True)
     except (TypeError, ValueError):
@@ -53,19 +54,19 @@ def negate_sensors(obs: Any, indices: int | Sequence[int] | np.ndarray) -> Any:
     if arr.size == 0:
         raise RliError(f"no observations to negate (shape {arr.shape})")
     flat = arr.reshape(len(arr), -1) if arr.ndim > 1 else arr.reshape(1, -1)
-    flat[:, _sensor_indices(indices, flat.shape[1])] *= -1
+    flat[:, _sensor_indices(sensors, flat.shape[1])] *= -1
     if isinstance(obs, ObsSet):
         return ObsSet(arr, dict(obs.labels), meta=obs.meta)
     return arr
 
 
-def _sensor_indices(indices: Any, size: int) -> np.ndarray:
+def _sensor_indices(sensors: Any, size: int) -> np.ndarray:
     try:
-        raw = np.atleast_1d(np.asarray(indices))
+        raw = np.atleast_1d(np.asarray(sensors))
     except (TypeError, ValueError):
         raw = np.zeros(0)
     if raw.size == 0 or raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
-        raise RliError(f"sensors must be an observation index or a list of them, got {indices!r}")
+        raise RliError(f"sensors must be an observation index or a list of them, got {sensors!r}")
     bad = raw[(raw < -size) | (raw >= size)]
     if bad.size:
         raise RliError(f"sensor index {int(bad[0])} is outside the observation (indices 0..{size - 1})")
@@ -167,7 +168,7 @@ def polarity_test(
     sensors: int | Sequence[int],
     layer: LayerSpec,
     *,
-    folds: int = 5,
+    folds: int = defaults.FOLDS,
     seed: int = 0,
     alphas: float | Sequence[float] | None = None,
     standardize: bool = False,

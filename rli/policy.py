@@ -15,10 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from rli import checks
 from rli.errors import RliError
+from rli.loading.normalization import ObsNormalizer
 from rli.network import Network, first_tensor, is_leaf, is_pass_through
-from rli.normalization import ObsNormalizer
 from rli.recurrent import RecurrentState
+from rli.tensors import to_numpy
 
 LayerSpec = Union[int, str, "Layer"]
 _ALIAS = re.compile(r"^(actor|critic)\.(-?\d+)$")
@@ -30,6 +32,9 @@ _ALIAS = re.compile(r"^(actor|critic)\.(-?\d+)$")
 active_edits: list[Any] = []
 #: Policies inside :meth:`Policy.inference` now (an intervention entered meanwhile attaches to them too).
 running_policies: list[Policy] = []
+#: Called as ``tap(policy, obs)`` with every validated batch (before normalisation) that :meth:`Policy.act_prepared`
+#: is about to run; :class:`rli.patch_return.CounterfactualPatch` keeps one while it is active.
+observation_taps: list[Callable[[Policy, np.ndarray], None]] = []
 _attaching = threading.local()  # policies whose active edits are being attached (describing layers runs inference)
 
 
@@ -470,16 +475,8 @@ class Policy:
             arr = self._flatten_dict(arr)
         else:
             self._warn_image_scale({"": arr})
-        if isinstance(arr, torch.Tensor):
-            arr = arr.detach().cpu().numpy()
-        try:
-            arr = np.asarray(arr)
-        except (ValueError, TypeError) as err:
-            raise RliError(f"observations must be a numeric array; got {type(obs).__name__} ({err})") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or \
-                np.issubdtype(arr.dtype, np.complexfloating):
-            raise RliError(f"observations must be numeric (real numbers), got dtype {arr.dtype}; convert them with "
-                           "np.asarray(obs, float)")
+        arr = checks.array(arr, "observations", what="numeric array data (n, *obs_shape) of real numbers", finite=False,
+                           hint="; convert them with np.asarray(obs, float)")
         last = self.channels_last_shapes.get("")
         if arr.shape == self.obs_shape or (last is not None and arr.shape == last):
             arr = arr[None]
@@ -490,12 +487,7 @@ class Policy:
                            f"(one observation is {self.obs_shape}); check the observation layout or the policy")
         if arr.shape[0] == 0:
             raise RliError("no observations: the batch is empty")
-        if np.issubdtype(arr.dtype, np.floating):
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                row = int(np.argwhere(bad)[0][0])
-                raise RliError(f"observations contain {int(bad.sum())} NaN/inf values (first in row {row}); "
-                               "drop or clean those rows before using them")
+        checks.array(arr, "observations", fix="drop or clean those rows before using them")
         net_dtype = self._net.obs_dtype
         if self.normalizer is None and np.issubdtype(net_dtype, np.floating) and arr.dtype != np.bool_:
             largest = max(float(arr.max()), -float(arr.min()))
@@ -534,7 +526,7 @@ class Policy:
                 if str(key) in last:
                     shape = self.observation_space.spaces[str(key)].shape
                     assert shape is not None, "an image entry has a shape"
-                    value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+                    value = to_numpy(value)
                     with contextlib.suppress(TypeError, ValueError):  # not an array: flatten_batch reports it
                         value = to_channels_first(np.asarray(value), shape)
                     parts[key] = value
@@ -565,7 +557,7 @@ class Policy:
             if key not in parts:
                 continue
             value = parts[key]
-            value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+            value = to_numpy(value)
             try:
                 value = np.asarray(value)
             except (TypeError, ValueError):
@@ -686,8 +678,7 @@ class Policy:
         from rli.observations import ObsSet
 
         arr = self.prepare_obs(obs)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-            raise RliError(f"chunk_size must be a positive integer (observations per forward pass), got {chunk_size!r}")
+        chunk_size = checks.count(chunk_size, "chunk_size", hint=" (observations per forward pass)")
         mode = recurrent.check_mode(recurrent_state)
         carried = state is not None or episode_start is not None
         if carried and not self.is_recurrent:
@@ -736,8 +727,10 @@ class Policy:
 
     def act_prepared(self, obs: np.ndarray) -> np.ndarray:
         """:meth:`act` for an already validated batch, inside :meth:`inference` (the rollout fast path)."""
+        for tap in tuple(observation_taps):
+            tap(self, obs)
         raw = first_tensor(self._net.run_actor(self._tensor(obs)))
-        return self._checked_actions(self._net.to_actions(raw.cpu().numpy()), raw, obs.shape[0])
+        return self._checked_actions(self._net.to_actions(to_numpy(raw)), raw, obs.shape[0])
 
     def _checked_actions(self, actions: np.ndarray, raw: torch.Tensor, n: int) -> np.ndarray:
         if actions.ndim == 0 or actions.shape[0] != n:
@@ -759,4 +752,4 @@ class Policy:
         starts = torch.as_tensor(np.asarray(episode_start), dtype=torch.float32, device=self.device)
         raw, state = self._net.recurrent.step(self._tensor(obs), state, starts)
         raw = first_tensor(raw)
-        return self._checked_actions(self._net.to_actions(raw.cpu().numpy()), raw, n), state
+        return self._checked_actions(self._net.to_actions(to_numpy(raw)), raw, n), state

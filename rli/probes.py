@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from rli import checks, recurrent, stats
+from rli import checks, defaults, recurrent, stats
 from rli.capture import DEFAULT_CHUNK, ActivationChunk, Pool, capture, iter_activations
+from rli.deprecation import warn_deprecated
 from rli.errors import RliError
 from rli.moments import (
     accumulate,
@@ -62,13 +63,17 @@ _MLP_HIDDEN = (64,)
 class ProbeResult:
     """A held-out probe score with its confidence interval and controls.
 
-    ``r2`` is the mean held-out score over the K folds: R² (averaged over outputs for
-    a multi-output target) or, for ``kind="logistic"``, accuracy (see ``metric``;
-    ``balanced_accuracy`` and the majority-class ``chance`` level sit beside it). It is
-    never a training score. ``ci`` is a 95% corrected resampled t-interval over the
-    fold scores (:func:`rli.stats.cv_interval`), clipped to the score's range: it
-    covers the expected held-out score of this probe trained on ``n·(K-1)/K`` samples
-    from the same distribution, and is wide when the folds disagree. (In simulation,
+    ``score`` is the mean held-out score over the K folds, named by ``metric``: R²
+    (``"r2"``, averaged over outputs for a multi-output target) or, for
+    ``kind="logistic"``, accuracy (``"accuracy"``; ``balanced_accuracy`` and the
+    majority-class ``chance`` level sit beside it). It is never a training score.
+    ``r2`` is the same number when it is an R²; on a logistic probe it still gives the
+    accuracy, with a ``DeprecationWarning`` (use ``score``: ``r2`` will mean R² only).
+    ``to_dict()`` has both keys, ``"score"`` and ``"r2"`` (the one stored baselines read).
+    ``ci`` is a 95% corrected resampled t-interval over the fold scores
+    (:func:`rli.stats.cv_interval`), clipped to the score's range: it covers the
+    expected held-out score of this probe trained on ``n·(K-1)/K`` samples from the same
+    distribution, and is wide when the folds disagree. (In simulation,
     tests/test_probes.py, it covers that value in about 92-98% of seeds.)
 
     ``split`` says how the folds were made (``"grouped by episode, 5 folds, 37 groups"``,
@@ -105,7 +110,7 @@ class ProbeResult:
     kind: str
     metric: str
     target: str
-    r2: float
+    score: float
     ci: tuple[float, float]
     fold_scores: tuple[float, ...]
     controls: dict[str, float]
@@ -131,6 +136,14 @@ class ProbeResult:
     selectivity_p: float | None = None
     control_fold_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
     null: StructuredNull | None = None
+
+    @property
+    def r2(self) -> float:
+        """The held-out R² (:attr:`score`); on a logistic probe the accuracy, with a ``DeprecationWarning``."""
+        if self.metric != "r2":
+            warn_deprecated(f"ProbeResult.r2 of a {self.kind} probe is its {self.metric}; use .score (the held-out "
+                            "score whatever the kind): .r2 will mean R² only")
+        return self.score
 
     @property
     def direction(self) -> np.ndarray:
@@ -162,6 +175,7 @@ class ProbeResult:
             elif isinstance(value, StructuredNull):
                 value = value.to_dict()
             out[f.name] = value
+        out["r2"] = self.score  # the key stored baselines and result stores read
         out["best_control"] = self.best_control
         return out
 
@@ -170,7 +184,7 @@ class ProbeResult:
         head = (f"{self.kind} probe of {self.target!r} at layer {_layer_label(self.layer, self.layer_index)} "
                 f"({self.layer_type}, width {self.width}): n = {self.n}, split {self.split}, seed {self.seed}")
         rows = [("", f"held-out {score}", "95% CI")]
-        rows.append((f"layer {_layer_label(self.layer, self.layer_index)}", f"{self.r2:.3f}",
+        rows.append((f"layer {_layer_label(self.layer, self.layer_index)}", f"{self.score:.3f}",
                      f"[{self.ci[0]:.3f}, {self.ci[1]:.3f}]"))
         for name, value in self.controls.items():
             runs = self.control_runs.get(name, ())
@@ -270,14 +284,22 @@ class LayerProfile:
         return tuple(r.layer for r in self.results)
 
     @property
+    def scores(self) -> tuple[float, ...]:
+        """Held-out score per layer (:attr:`ProbeResult.score`: R², or accuracy for logistic probes)."""
+        return tuple(r.score for r in self.results)
+
+    @property
     def r2(self) -> tuple[float, ...]:
-        """Held-out score per layer."""
-        return tuple(r.r2 for r in self.results)
+        """Held-out R² per layer (:attr:`scores`); for logistic probes the accuracies, with a ``DeprecationWarning``."""
+        if self.results and self.results[0].metric != "r2":
+            warn_deprecated(f"LayerProfile.r2 of {self.results[0].kind} probes holds their {self.results[0].metric}; "
+                            "use .scores: .r2 will mean R² only")
+        return self.scores
 
     @property
     def deltas(self) -> tuple[float, ...]:
         """Score change from each layer to the next (one fewer than layers)."""
-        return tuple(b.r2 - a.r2 for a, b in zip(self.results, self.results[1:]))
+        return tuple(b.score - a.score for a, b in zip(self.results, self.results[1:]))
 
     @property
     def step_p_values(self) -> tuple[float, ...]:
@@ -295,7 +317,7 @@ class LayerProfile:
     @property
     def best(self) -> ProbeResult:
         """The layer with the highest held-out score (a point estimate: see :attr:`best_set` for its uncertainty)."""
-        return max(self.results, key=lambda r: r.r2)
+        return max(self.results, key=lambda r: r.score)
 
     @property
     def worse_p_values(self) -> tuple[float, ...]:
@@ -334,7 +356,8 @@ class LayerProfile:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (JSON-able)."""
-        return {"layers": list(self.layers), "r2": list(self.r2), "deltas": list(self.deltas),
+        return {"layers": list(self.layers), "scores": list(self.scores), "r2": list(self.scores),
+                "deltas": list(self.deltas),
                 "routing": list(self.routing), "step_p_values": list(self.step_p_values),
                 "correction": self.correction, "alpha": self.alpha, "best": self.best.layer,
                 "best_set": [r.layer for r in self.best_set], "results": [r.to_dict() for r in self.results]}
@@ -350,7 +373,7 @@ class LayerProfile:
             delta = f"{self.deltas[i - 1]:+.3f}" if i else ""
             route = self.routing[i - 1] if i else ""
             row: tuple[str, ...] = ("" if r.layer_index is None else str(r.layer_index), r.layer, r.layer_type,
-                                    str(r.width), f"{r.r2:.3f}", f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]", delta, route)
+                                    str(r.width), f"{r.score:.3f}", f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]", delta, route)
             best_control = r.best_control  # None exactly when there are no controls, and then selectivity is None
             if with_controls:
                 row += ((f"{best_control} {r.controls[best_control]:.3f}", f"{r.selectivity:+.3f}")
@@ -375,7 +398,7 @@ def probe(
     *,
     kind: str = "ridge",
     controls: bool = True,
-    folds: int = 5,
+    folds: int = defaults.FOLDS,
     seed: int = 0,
     alphas: float | Sequence[float] | None = None,
     standardize: bool = False,
@@ -477,7 +500,7 @@ def probe_layers(
     *,
     kind: str = "ridge",
     controls: bool = True,
-    folds: int = 5,
+    folds: int = defaults.FOLDS,
     seed: int = 0,
     alphas: float | Sequence[float] | None = None,
     standardize: bool = False,
@@ -569,8 +592,7 @@ def probe_options(kind: str, controls: bool, folds: int, seed: int, alphas: Any,
     check_init(untrained_init)
     if not isinstance(kind, str) or kind not in KINDS:
         raise RliError(f"unknown probe kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
-        raise RliError(f"folds must be an integer of at least 2 (K of the K-fold split), got {folds!r}")
+    checks.count(folds, "folds", minimum=2, hint=" (K of the K-fold split)")
     checks.count(control_seeds, "control_seeds", maximum=MAX_CONTROL_SEEDS,
                  hint=" (each one is an untrained network and a label shuffle)")
     checks.seed(seed)
@@ -810,11 +832,6 @@ def _row_folds(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarr
     return ids
 
 
-def _fold_ids(y: np.ndarray, folds: int, seed: int, stratify: bool) -> np.ndarray:
-    """Row-level fold ids (the ``split="rows"`` folds)."""
-    return fold_split(None, y, folds, seed, split="rows", stratify=stratify).ids
-
-
 def _shuffled(y: np.ndarray, groups: np.ndarray | None, seed: int, i: int) -> np.ndarray:
     """The label-permutation control's target: whole groups' target sequences permuted between groups.
 
@@ -1036,15 +1053,17 @@ class _GroupedMLP:
 
 
 def _sk_model(opts: ProbeOptions, standardize: bool, multi: bool, groups: np.ndarray | None,
-              y: np.ndarray) -> Any:
+              y: np.ndarray, width: int) -> Any:
     """The scikit-learn probe for one training set; with ``groups`` (those rows' group codes) every inner split
-    (lasso's and logistic's CV, the MLP's early-stopping set) holds out whole groups."""
+    (lasso's and logistic's CV, the MLP's early-stopping set) holds out whole groups; ``width``: the features."""
     from sklearn.compose import TransformedTargetRegressor
-    from sklearn.linear_model import Lasso, LassoCV, LogisticRegression, MultiTaskLasso, MultiTaskLassoCV
-    from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
+    from sklearn.linear_model import Lasso, LassoCV, MultiTaskLasso, MultiTaskLassoCV
+    from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.neural_network import MLPRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from rli.logistic_path import LogisticPath, logistic
 
     scaler = StandardScaler() if standardize else FunctionTransformer()
     alphas = opts.alphas
@@ -1059,11 +1078,11 @@ def _sk_model(opts: ProbeOptions, standardize: bool, multi: bool, groups: np.nda
         return make_pipeline(scaler, model)
     if opts.kind == "logistic":
         grid = alphas or _LOGISTIC_GRID
-        model = LogisticRegression(C=1.0 / grid[0], max_iter=2000)
+        model = logistic(1.0 / grid[0], width, len(np.unique(y)))
         if len(grid) > 1:
             cv = _inner_splits(groups, y, _INNER_FOLDS, opts.seed, stratify=True)
-            model = GridSearchCV(model, {"C": [1.0 / a for a in grid]},
-                                 cv=StratifiedKFold(3, shuffle=True, random_state=opts.seed) if cv is None else cv)
+            model = LogisticPath(tuple(1.0 / a for a in grid),
+                                 StratifiedKFold(3, shuffle=True, random_state=opts.seed) if cv is None else cv)
         return make_pipeline(scaler, model)
     alpha = alphas[0] if alphas else 1e-4
     if groups is not None:
@@ -1088,7 +1107,7 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: ProbeOption
         for f in range(opts.folds):
             train, test = ids != f, ids == f
             inner = None if groups is None else groups[train]
-            model = _sk_model(opts, standardize, multi, inner, target[train]).fit(x[train], target[train])
+            model = _sk_model(opts, standardize, multi, inner, target[train], x.shape[1]).fit(x[train], target[train])
             predicted = model.predict(x[test])
             if classify:
                 scores.append(float(np.mean(predicted == target[test])))
@@ -1097,9 +1116,10 @@ def _sk_outcome(x: np.ndarray, y: np.ndarray, ids: np.ndarray, opts: ProbeOption
                 per_output = np.atleast_1d(r2_score(target[test], predicted, multioutput="raw_values"))
                 outputs.append(per_output)
                 scores.append(float(per_output.mean()))
-        final = _sk_model(opts, standardize, multi, groups, target).fit(x, target)
+        final = _sk_model(opts, standardize, multi, groups, target, x.shape[1]).fit(x, target)
         unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-    notes = (f"{opts.kind} did not converge in {unconverged} of {opts.folds + 1} fits",) if unconverged else ()
+    notes = ((f"{opts.kind} did not converge in {unconverged} fits (the {opts.folds + 1} probe fits and their inner "
+              "penalty searches)",) if unconverged else ())
     coef, intercept, alpha, nonzero = _sk_weights(final, opts.kind)
     return FitOutcome(np.asarray(scores), np.mean(outputs, axis=0) if outputs else np.asarray([np.mean(scores)]),
                     x.shape[1], coef, intercept, alpha, (), nonzero, np.asarray(balanced) if classify else None, notes)
@@ -1222,7 +1242,7 @@ def _results(policy: Policy, outcomes: dict[str, FitOutcome], controls: dict[str
             notes += [f"{key} control: {note}" for note in dict.fromkeys(n for r in rs for n in r.notes)]
         out.append(ProbeResult(
             layer=layer.name, layer_index=layer.index, layer_type=layer.type, kind=opts.kind,
-            metric="accuracy" if classify else "r2", target=target, r2=r2,
+            metric="accuracy" if classify else "r2", target=target, score=r2,
             ci=(max(low, 0.0) if classify else low, min(high, 1.0)),
             fold_scores=tuple(map(float, o.fold_scores)), controls=means, control_runs=runs,
             selectivity=r2 - max(means.values()) if means else None, **_selectivity(o.fold_scores, means, per_fold),

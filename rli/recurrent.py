@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from rli.errors import RliError
+from rli.tensors import to_numpy
 from rli.threads import one_torch_thread
 
 RecurrentState = Literal["recorded", "replay", "fresh"]
@@ -103,7 +104,7 @@ def _critic_step(policy: Any) -> Any:
 def to_rows(policy: Any, part: str, state: Any, dims: list[int] | None = None) -> dict[str, np.ndarray]:
     """A state for ``k`` episodes as named float32 arrays of ``k`` rows (batch dimension first)."""
     dims = _batch_dims(policy) if dims is None else dims
-    return {f"{part}.{i}": np.ascontiguousarray(leaf.detach().movedim(dim, 0).cpu().numpy(), dtype=np.float32)
+    return {f"{part}.{i}": np.ascontiguousarray(to_numpy(leaf.movedim(dim, 0)), dtype=np.float32)
             for i, (leaf, dim) in enumerate(zip(_leaves(state), dims))}
 
 

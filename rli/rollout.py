@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from rli.errors import RliError
 from rli.interventions import bind_all
 from rli.observations import LabelFn, ObsSet, numeric_info
 from rli.policy import Policy
+from rli.progress import progress_bar, shown
 from rli.space_fit import check_env_fit
 from rli.threads import one_torch_thread
 
@@ -77,15 +77,6 @@ def _describe(intervention: Any) -> str | None:
     return " + ".join(item.describe() if hasattr(item, "describe") else repr(item) for item in items)
 
 
-def _progress(total: int, progress: bool | None, desc: str) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return contextlib.nullcontext(None)
-    disable = (not sys.stderr.isatty()) if progress is None else not progress
-    return tqdm(total=total, desc=desc, unit="ep", disable=disable, leave=False)
-
-
 def evaluate(
     policy: Policy,
     env: EnvSpec,
@@ -104,8 +95,9 @@ def evaluate(
     forward pass per step. Results never depend on ``n_envs``: each episode keeps its
     seed whatever slot runs it, and exactly ``episodes`` episodes are counted (slots
     that finish early are not used to start extra episodes, so short episodes are not
-    over-represented). ``intervention`` (an rli intervention, or a list of them) is
-    entered once for the whole evaluation; one built from another ``Policy`` object
+    over-represented). ``intervention`` (an rli intervention, or a list of them; pass it
+    by keyword, ``intervention=``, as :func:`rli.compare` takes it) is entered once for
+    the whole evaluation; one built from another ``Policy`` object
     with the same network edits this one (:meth:`~rli.Intervention.bind`), one built
     from a different network is an :class:`RliError`. ``asynchronous=True`` steps environments in
     worker processes (worth it when stepping dominates). ``max_steps`` caps episode
@@ -122,6 +114,7 @@ def evaluate(
 
     checks.policy(policy)
     checks.flag(asynchronous, "asynchronous")
+    shown(progress)  # a bad progress= fails here, before any environment starts
     episodes = checks.count(episodes, "episodes", maximum=MAX_EPISODES)
     seed = checks.seed(seed)
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer))
@@ -151,7 +144,8 @@ def evaluate(
                 if item is not None:
                     stack.enter_context(item)
             returns, lengths, capped = _run(policy, envs, episodes, int(seed), slots, max_steps,
-                                            stack.enter_context(_progress(episodes, progress, f"evaluate {name}")))
+                                            stack.enter_context(progress_bar(episodes, f"evaluate {name}", unit="ep",
+                                                                             progress=progress)))
         completed = True
     finally:
         if shareable:
@@ -236,8 +230,7 @@ def _run(policy: Policy, envs: Any, episodes: int, seed: int, slots: int, max_st
                     returns[episode], lengths[episode] = running_return[slot], running_length[slot]
                     capped += int(hit_cap[slot] and not (terminated[slot] or truncated[slot]))
                     finished_count += 1
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
                 if next_episode < episodes:
                     episode_of[slot], reset_seeds[slot] = next_episode, seed + next_episode
                     next_episode += 1

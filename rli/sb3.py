@@ -102,11 +102,11 @@ class ProbeCallback(BaseCallback):
         results = self.probe(step)
         for layer, result in zip(self.layers, results):
             name = str(layer)
-            self.logger.record(f"rli/probe_r2/{name}", result.r2)
+            self.logger.record(f"rli/probe_r2/{name}", result.score)
             self.logger.record(f"rli/probe_r2_ci_low/{name}", result.ci[0])
             self.logger.record(f"rli/probe_r2_ci_high/{name}", result.ci[1])
             record = {"checkpoint": None, "step": step, "seed": self.model.seed, "analysis": "probe", "layer": layer,
-                      "target": self._target_name(), "metric": result.metric, "value": result.r2,
+                      "target": self._target_name(), "metric": result.metric, "value": result.score,
                       "ci_low": result.ci[0], "ci_high": result.ci[1], "spec_key": self._spec}
             self.history.append(record)
             if self.store is not None:

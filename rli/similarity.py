@@ -25,21 +25,12 @@ MIN_GROUPS = 5  # a bootstrap / permutation over fewer groups cannot reach p < 0
 
 
 def _centred(values: Any, name: str) -> np.ndarray:
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    try:
-        given = np.asarray(values)
-    except (TypeError, ValueError):
-        raise RliError(f"{name} must be an activation matrix (n × d), not a ragged {type(values).__name__}") from None
-    if given.dtype.kind not in "biuf":
-        raise RliError(f"{name} must be an activation matrix (n × d) of real numbers, got dtype {given.dtype}")
-    arr = given.astype(np.float64)
+    arr = checks.array(values, name, what="an activation matrix (n × d) of real numbers", dtype=np.float64,
+                       fix="capture activations from finite observations")
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] < 2 or arr.shape[1] < 1:
         raise RliError(f"{name} must be an activation matrix (n × d) of at least 2 observations, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise RliError(f"{name} contains NaN/inf values; capture activations from finite observations")
     if arr.size:  # an exact power of two: CKA ignores scale, and the products stay inside float64's range
         arr = np.ldexp(arr, -int(np.frexp(np.max(np.abs(arr)))[1]))
     centred = arr - arr.mean(axis=0)

@@ -21,18 +21,10 @@ from rli.errors import RliError
 
 
 def _sample(values: Any, name: str, minimum: int = 2) -> np.ndarray:
-    try:
-        if np.asarray(values).dtype.kind not in "biuf":
-            raise TypeError
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):
-        raise RliError(f"{name} must be a sequence of numbers, not {type(values).__name__}") from None
-    if arr.ndim != 1:
-        raise RliError(f"{name} must be one-dimensional (one value per episode, fold or seed); got shape {arr.shape}")
+    arr = checks.array(values, name, what="a sequence of numbers", ndim=1, dtype=np.float64,
+                       shape="one-dimensional (one value per episode, fold or seed)", fix="drop or fix them first")
     if arr.size < minimum:
         raise RliError(f"{name} needs at least {minimum} values, got {arr.size}; collect more samples")
-    if not np.all(np.isfinite(arr)):
-        raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; drop or fix them first")
     largest = float(np.max(np.abs(arr)))
     if largest > _MAGNITUDE:
         raise RliError(f"{name} reach {largest:.3g} in magnitude; their sums of squares overflow float64, so keep "

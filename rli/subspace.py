@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from rli import checks
+from rli.deprecation import renamed_arguments
 from rli.errors import RliError
 from rli.threads import one_blas_thread, run_all
 
@@ -25,19 +27,8 @@ _BLOCK_VALUES = 2**18  # values per centred block of fit_pca (2 MiB of float64: 
 
 def as_matrix(values: Any, name: str) -> np.ndarray:
     """``values`` (array or tensor) as a checked 2-D float64 matrix, or an RliError naming ``name``; shared with plots."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    try:
-        given = np.asarray(values)
-    except (TypeError, ValueError) as err:
-        raise RliError(f"{name} must be a numeric array; got {type(values).__name__} ({err})") from None
-    if given.dtype.kind not in "biuf":
-        raise RliError(f"{name} must be a numeric array of real numbers, got {type(values).__name__} of dtype "
-                       f"{given.dtype}")
-    arr = given.astype(np.float64, copy=False)  # callers never write into it: no copy of float64 input
-    if not np.all(np.isfinite(arr)):
-        raise RliError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN/inf values; clean it before using it")
-    return arr
+    # callers never write into it: no copy of float64 input
+    return checks.array(values, name, dtype=np.float64, fix="clean it before using it")
 
 
 def _exponents(arr: np.ndarray, axis: int | None = 0) -> np.ndarray:
@@ -124,8 +115,8 @@ def fit_pca(acts: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     if arr.ndim != 2:
         raise RliError(f"activations must be a matrix (n, d); got shape {arr.shape}")
     n, d = arr.shape
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(n, d):
-        raise RliError(f"k must be a whole number of components between 1 and min(n, d) = {min(n, d)}; got {k!r}")
+    k = checks.count(k, "k", maximum=min(n, d),
+                     hint=f" (a whole number of principal components between 1 and min(n, d) = {min(n, d)})")
     if n < 2:
         raise RliError("PCA needs at least 2 observations")
     with one_blas_thread(n >= d or arr.size < 2e7):  # tall data: small per-block products, one thread each
@@ -184,8 +175,13 @@ def _principal_axes(arr: np.ndarray, exponent: int) -> tuple[np.ndarray, np.ndar
     return np.clip(variance[::-1], 0.0, None), vectors[:, ::-1].T
 
 
-def project_subspace(acts: Any, basis: Any) -> np.ndarray:
-    """Coordinates (n, k) of activations (n, d) in a basis (d, k): ``acts @ basis``, uncentred, as the reference does.
+@renamed_arguments(basis="direction")
+def project_subspace(acts: Any, direction: Any) -> np.ndarray:
+    """Coordinates (n, k) of activations (n, d) in a basis (d, k): ``acts @ direction``, uncentred, as the reference does.
+
+    ``direction`` is a basis (d, k) (e.g. from :func:`fit_pca`) or one direction (d,),
+    as interventions take it (``basis=`` before, deprecated); it is used as given, not
+    orthonormalised.
 
     Example:
         >>> import numpy as np, rli
@@ -195,14 +191,14 @@ def project_subspace(acts: Any, basis: Any) -> np.ndarray:
         (100, 2)
     """
     arr = as_matrix(acts, "activations")
-    base = as_matrix(basis, "the basis")
+    base = as_matrix(direction, "direction")
     if base.ndim == 1:
         base = base[:, None]
     if arr.ndim != 2 or base.ndim != 2 or arr.shape[1] != base.shape[0]:
-        raise RliError(f"activations {arr.shape} and basis {base.shape} do not fit: activations are (n, d) "
-                       "and the basis (d, k) with the same d")
+        raise RliError(f"activations {arr.shape} and direction {base.shape} do not fit: activations are (n, d) "
+                       "and direction a basis (d, k) with the same d")
     coordinates = arr @ base
     if not np.all(np.isfinite(coordinates)):
-        raise RliError("the coordinates overflow float64 (activations and basis reach "
+        raise RliError("the coordinates overflow float64 (activations and direction reach "
                        f"{np.abs(arr).max():.3g} and {np.abs(base).max():.3g}); rescale them")
     return coordinates

@@ -324,7 +324,7 @@ def minimal_subspace(
     layer: LayerSpec,
     obs: Any,
     *,
-    tolerance: float = 0.05,
+    tolerance: float = defaults.TOLERANCE,
     candidates: int = 10,
     method: str = "greedy",
     episodes: int = defaults.SWEEP_EPISODES,
@@ -371,8 +371,8 @@ def minimal_subspace(
     if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
         raise RliError(f"candidates must be at least 1 (an integer), got {candidates!r}")
     for value, label in ((episodes, "episodes"), (confirm_episodes, "confirm_episodes")):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2):
-            raise RliError(f"{label} must be an integer of at least 2 (paired episodes for a TOST), got {value!r}")
+        if value is not None:
+            checks.count(value, label, minimum=2, hint=" (paired episodes for a TOST)")
     alpha = stats.check_alpha(alpha)
     confirm = int(episodes if confirm_episodes is None else confirm_episodes)
     seed = checks.seed(seed)
@@ -391,7 +391,7 @@ def minimal_subspace(
     done: dict[tuple[tuple[int, ...], str], Comparison] = {}
 
     def trial(kept: tuple[int, ...], phase: str) -> tuple[np.ndarray, np.ndarray]:
-        keep = keep_subspace(policy, layer, pcs[:, [k - 1 for k in kept]], reference_obs=obs,
+        keep = keep_subspace(policy, layer, pcs[:, [k - 1 for k in kept]], obs=obs,
                              recurrent_state=recurrent_state)
         n, start = phases[phase]
         done[kept, phase] = compare(policy, env, keep, n, start, baseline=baselines[phase], **evaluate_kwargs)

@@ -20,6 +20,7 @@ import numpy as np
 
 from rli.errors import RliError
 from rli.observations import ObsSet
+from rli.tensors import to_numpy
 
 DEFAULT_NAME = "target"
 OBS_ENTRY = re.compile(r"obs\[(\d+)\]")
@@ -85,7 +86,7 @@ def _flat_obs(obs: Any, target: str) -> np.ndarray:
     if isinstance(obs, ObsSet):
         arr = obs.obs
     elif hasattr(obs, "detach"):
-        arr = obs.detach().cpu().numpy()
+        arr = to_numpy(obs)
     elif isinstance(obs, (np.ndarray, Sequence)) and not isinstance(obs, (str, bytes)):
         try:
             arr = np.asarray(obs)
@@ -141,8 +142,7 @@ def resolve_target(obs: Any, target: Any, *, what: str = "target") -> tuple[np.n
                            "values, not a string")
         check_target_name(target, None, what=what)
         name, target = target
-    if hasattr(target, "detach"):
-        target = target.detach().cpu().numpy()
+    target = to_numpy(target)
     try:
         values = np.asarray(target)
     except (TypeError, ValueError):

@@ -18,7 +18,7 @@ only fair if the random network is drawn from the distribution training started 
 - **Plain torch modules**: ``reset_parameters()`` (or torch's ``_reset_parameters()``, as
   ``nn.MultiheadAttention`` names it) on every module that has one. Parameters owned by a
   module with neither (a custom module's own ``nn.Parameter``, the traced ops of a
-  TorchScript network rebuilt by :mod:`rli.torchscript`) keep their trained values: the
+  TorchScript network rebuilt by :mod:`rli.loading.torchscript`) keep their trained values: the
   copy says so and an :class:`UntrainedInitWarning` names them, since such a control is
   partly trained and weaker. A copy in which nothing could be re-initialised is refused.
 - **A user-given initialiser** ``init(module, seed)``, called on the copy's root module

@@ -224,7 +224,7 @@ def test_protocol_uses_the_policy_default():
     from rli import protocol
 
     policy = rli.load_policy(_residual())
-    assert protocol._default_layer(policy) == policy.default_layer == policy.layer("block")
+    assert protocol.choose_layer(protocol.resolve_setup(policy, False, {})) == policy.default_layer == policy.layer("block")
 
 
 # ------------------------------------------------------------------------------------- SB3 CnnPolicy

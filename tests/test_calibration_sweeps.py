@@ -246,7 +246,7 @@ def _profiles(runs: int, noises: tuple[float, ...], seed: int, template: rli.Pro
         for noise in noises:  # a "layer": smooth features of the latent plus its own noise
             feats = np.stack([np.tanh(z * w) for w in (0.5, 1.0, 2.0)], 1) + noise * rng.normal(size=(z.size, 3))
             scores = _fold_scores(feats, y, groups)
-            results.append(dataclasses.replace(template, fold_scores=scores, r2=float(np.mean(scores))))
+            results.append(dataclasses.replace(template, fold_scores=scores, score=float(np.mean(scores))))
         out.append(rli.LayerProfile(results=tuple(results)))
     return out
 

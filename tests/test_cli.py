@@ -62,7 +62,7 @@ COMMANDS = {"layers": ["--arch", "--trust", "--json"],
                       "--folds", "--no-controls", "--json", "--trust"],
             "interrogate": ["--env", "--out", "--target", "--layer", "--sensors", "--probe-obs", "--polarity-obs",
                             "--episodes", "--seed", "--n-obs", "--obs-episodes", "--candidates", "--tolerance", "--greedy",
-                            "--trust"]}
+                            "--no-causal", "--trust"]}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -171,7 +171,7 @@ def test_interrogate_writes_the_report_and_prints_the_findings(tmp_path, capsys,
     """A small interrogation of the shipped CartPole checkpoint (its card names the env; no interrogate block)."""
     monkeypatch.chdir(tmp_path)
     args = ["interrogate", str(CHECKPOINT), "--target", "obs[2]", "--sensors", "2", "--episodes", "2",
-            "--n-obs", "200", "--candidates", "2", "--seed", "7"]
+            "--n-obs", "200", "--candidates", "2", "--seed", "7", "--no-causal"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert captured.err == "", "no progress display when stderr is not a terminal"
@@ -186,6 +186,8 @@ def test_interrogate_writes_the_report_and_prints_the_findings(tmp_path, capsys,
     assert data["settings"]["layer"] == 5 and data["probe"]["layer_index"] == 5
     assert sorted(p.name for p in folder.glob("*.png")) == ["ablation_curve.png", "layer_profile.png",
                                                              "pca_scatter.png", "subspace_search.png"]
+    assert data["settings"]["causal"] is False and data["attribution"] is None and data["patching"] is None
+    assert "Attribution:\n  Skipped: causal=False (--no-causal)" in out
 
 
 @pytest.mark.slow  # a second full interrogation; test_interrogate_writes_the_report_and_prints_the_findings runs one by default
@@ -195,6 +197,8 @@ def test_interrogate_greedy_and_out(tmp_path, capsys):
     assert main(args) == 0
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["subspace"]["method"] == "greedy" and data["polarity"] is None
+    assert data["causal"]["patching"]["counterfactual_kind"] == "permuted" and data["settings"]["causal"] is True
+    assert len(data["patching"]["units"]["sites"]) == 64 and data["attribution"]["target"] == "action"
 
 
 @pytest.mark.slow

@@ -202,7 +202,7 @@ def test_probe_takes_any_input(policy, data):
     with untouched(policy):
         result = outcome(lambda: rli.probe(policy, **args))
     if isinstance(result, rli.ProbeResult):
-        assert finite(result.r2, *result.ci, *result.controls.values()) and result.r2 <= 1.0
+        assert finite(result.score, *result.ci, *result.controls.values()) and result.score <= 1.0
         assert result.n == n
 
 
@@ -259,7 +259,7 @@ def test_interventions_take_any_input(policy, data, builder, raise_inside):
         "ablate": lambda: rli.ablate(policy, layer, direction, alpha=args["alpha"], obs=obs),
         "reflect": lambda: rli.reflect(policy, layer, direction, obs=obs),
         "mean_ablate": lambda: rli.mean_ablate(policy, layer, direction, obs),
-        "keep_subspace": lambda: rli.keep_subspace(policy, layer, direction, reference_obs=obs),
+        "keep_subspace": lambda: rli.keep_subspace(policy, layer, direction, obs=obs),
         "erase": lambda: rli.erase(policy, layer, obs, args["concept"]),
         "patch": lambda: rli.patch(policy, layer, obs),
     }[builder]

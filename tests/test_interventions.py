@@ -160,7 +160,7 @@ def test_keep_subspace_keeps_only_the_span(model, policy, obs, with_mean, k):
     basis = np.random.default_rng(3).normal(size=(6, k))
     reference = obs[:150] if with_mean else None
     mean = _by_hand(model, obs[:150], upto=1).mean(axis=0) if with_mean else np.zeros(6)
-    with rli.keep_subspace(policy, 1, basis, reference_obs=reference):
+    with rli.keep_subspace(policy, 1, basis, obs=reference):
         got = policy.act(obs)
     expected = _by_hand(model, obs, at=1, edit=lambda h: mean + (h - mean) @ _projector(basis))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -391,7 +391,7 @@ def _random_intervention(draw, policy: rli.Policy, obs: np.ndarray) -> rli.Inter
     if kind == "mean_ablate":
         return rli.mean_ablate(policy, layer, basis, obs)
     if kind == "keep_subspace":
-        return rli.keep_subspace(policy, layer, basis, reference_obs=obs if draw(st.booleans()) else None)
+        return rli.keep_subspace(policy, layer, basis, obs=obs if draw(st.booleans()) else None)
     if kind == "patch":
         return rli.patch(policy, layer, obs[rng.permutation(len(obs))])
     return rli.erase(policy, layer, obs, obs[:, 0])
@@ -516,7 +516,7 @@ BUILDERS = {
     "reflect": lambda p, obs: rli.reflect(p, 1, np.ones(6)),
     "mean_ablate": lambda p, obs: rli.mean_ablate(p, 3, "pc1", obs),
     "keep_subspace": lambda p, obs: rli.keep_subspace(p, 1, np.eye(6)[:, :2]),
-    "keep_subspace mean": lambda p, obs: rli.keep_subspace(p, 3, "pc1-3", reference_obs=obs),
+    "keep_subspace mean": lambda p, obs: rli.keep_subspace(p, 3, "pc1-3", obs=obs),
     "erase": lambda p, obs: rli.erase(p, 3, obs, (obs[:, 0] > 0).astype(int)),
     "erase label": lambda p, obs: rli.erase(p, 3, rli.ObsSet(obs, labels={"upwash": obs[:, 2]}), "upwash"),
     "patch": lambda p, obs: rli.patch(p, 1, obs[:1]),
@@ -606,7 +606,7 @@ ERRORS = [
     (lambda p, obs: rli.ablate(p, 1, np.ones(6), alpha=np.nan), "alpha must be a finite number"),
     (lambda p, obs: rli.ablate(p, 1, np.ones(6), alpha="0"), "alpha must be a finite number"),
     (lambda p, obs: rli.ablate(p, 1, "pc1"), r"needs observations to fit PCA on; pass obs=\.\.\."),
-    (lambda p, obs: rli.keep_subspace(p, 1, "pc1-2"), r"pass reference_obs=\.\.\."),
+    (lambda p, obs: rli.keep_subspace(p, 1, "pc1-2"), r"pass obs=\.\.\."),
     (lambda p, obs: rli.ablate(p, 1, "pc0", obs=obs), "numbered from 1"),
     (lambda p, obs: rli.ablate(p, 1, "pc3-2", obs=obs), "numbered from 1"),
     (lambda p, obs: rli.ablate(p, 1, "pc7", obs=obs), r"between 1 and min\(n, d\) = 6"),

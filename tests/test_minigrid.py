@@ -168,8 +168,8 @@ def test_checkpoint_loads_without_trust_and_matches_sb3_predict(policy, rollouts
 def test_report_sections(policy, rollouts):
     from rli.attribution import attribute
     from rli.patch_sweep import patch_sweep
+    from rli.protocol.causal import attribution_section, patching_section
     from rli.report import Section
-    from rli.report_sections_causal import attribution_section, patching_section
 
     result = attribute(policy, rollouts[::4], target="value", method="saliency")
     section = attribution_section(result)

@@ -4,6 +4,8 @@ of the Holm-corrected family on correlated (episode) data and its power, the zoo
 
 from __future__ import annotations
 
+import importlib
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -56,6 +58,29 @@ def test_clean_source_is_the_identity_exactly(mlp):
         assert not result.significant.any()
         if result.screen_score is not None:
             assert np.all(result.screen_score == 0.0)
+
+
+def test_rounding_is_not_an_effect():
+    """Inputs one ulp away change the activations by rounding only: exactly 0, never significant."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+    policy = rli.load_policy(net, action_space=gym.spaces.Discrete(2))
+    clean = np.random.default_rng(0).normal(size=(200, 3)).astype(np.float32)
+    nudged = np.nextafter(clean, np.float32(np.inf))
+    result = patch_sweep(policy, clean, nudged, metric="logit", layers=[1, 3])
+    assert np.all(result.effect == 0) and not result.significant.any() and result.total_effect == 0
+    raw = result.p_value
+    assert np.all(raw == 1.0)
+    module = importlib.import_module("rli.patch_sweep")
+    floor = module.ROUNDING_ULPS
+    try:  # the same sweep without the noise floor: rounding differences of ~1e-7 come out "significant"
+        module.ROUNDING_ULPS = 0
+        noisy = patch_sweep(policy, clean, nudged, metric="logit", layers=[1, 3])
+    finally:
+        module.ROUNDING_ULPS = floor
+    assert noisy.significant.any() and np.nanmax(np.abs(noisy.effect)) < 1e-5
+    real = patch_sweep(policy, clean, clean * np.float32(1.001), metric="logit", layers=[1])
+    assert real.significant.any()  # a change of 0.1% in the inputs is far above the floor and is found
 
 
 def test_whole_layer_patch_reproduces_the_corrupt_output_downstream(mlp):
@@ -280,7 +305,9 @@ def test_causal_guide_examples_run(tmp_path, monkeypatch):
     from pathlib import Path
 
     root = Path(__file__).parent.parent
-    blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "causal.md").read_text(), re.S)
+    text = (root / "docs" / "causal.md").read_text()
+    text = text[:text.index("## Worked example: the formation policy")]  # run by tests/test_patch_return.py
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) == 5
     (tmp_path / "examples").symlink_to(root / "examples")
     monkeypatch.chdir(tmp_path)

@@ -126,7 +126,7 @@ def test_layer_profile_shows_scores_cis_controls_and_the_chosen_layer(field_poli
 
 def test_layer_profile_clips_very_negative_scores_and_prints_them(field_policy, grid):
     profile = rli.probe_layers(field_policy, grid, "field", controls=False)
-    worse = dataclasses.replace(profile.results[0], r2=-2.5, ci=(-3.0, -2.0))
+    worse = dataclasses.replace(profile.results[0], score=-2.5, ci=(-3.0, -2.0))
     ax = plots.layer_profile(rli.LayerProfile((worse, *profile.results[1:]))).axes[0]
     assert ax.get_ylim()[0] == -0.5
     assert ax.get_lines()[0].get_ydata()[0] == -0.5
@@ -160,7 +160,7 @@ def test_pca_scatter_projects_on_the_given_basis_and_subsamples():
     rng = np.random.default_rng(0)
     acts = rng.normal(size=(800, 5)) * [4.0, 2.0, 1.0, 0.5, 0.1]
     basis = np.eye(5)[:, [1, 0]]
-    fig = plots.pca_scatter(acts, acts[:, 1], basis=basis, target_name="speed", max_points=300)
+    fig = plots.pca_scatter(acts, acts[:, 1], direction=basis, target_name="speed", max_points=300)
     ax = fig.axes[0]
     points = ax.collections[0].get_offsets()
     assert len(points) == 300
@@ -173,8 +173,8 @@ def test_pca_scatter_projects_on_the_given_basis_and_subsamples():
 
 @pytest.mark.parametrize("acts, target, basis, message", [
     (np.zeros((10, 3)) + np.arange(3), np.zeros(9), None, "one target value per row"),
-    (np.random.default_rng(0).normal(size=(10, 3)), np.zeros(10), np.eye(3)[:, :1], "basis must be"),
+    (np.random.default_rng(0).normal(size=(10, 3)), np.zeros(10), np.eye(3)[:, :1], "direction must be"),
 ])
 def test_pca_scatter_bad_input(acts, target, basis, message):
     with pytest.raises(rli.RliError, match=message):
-        plots.pca_scatter(acts, target, basis=basis)
+        plots.pca_scatter(acts, target, direction=basis)

@@ -237,7 +237,7 @@ def test_logistic_probe_scores_accuracy_against_chance():
     x = gaussian(400, 6)
     labels = np.where(x[:, 0] > 0.5, "right", "left")
     result = rli.probe(tanh_policy(), x, labels, 1, kind="logistic", control_seeds=1)
-    assert result.metric == "accuracy" and result.r2 > 0.9 and result.balanced_accuracy > 0.85
+    assert result.metric == "accuracy" and result.score > 0.9 and result.balanced_accuracy > 0.85
     assert result.chance == pytest.approx(np.mean(labels == "left"))
     assert result.controls["shuffled"] < result.chance + 0.05
     assert result.coef.shape == (32,)

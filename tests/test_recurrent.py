@@ -264,7 +264,7 @@ def _builders(policy, concept: np.ndarray, k: int):
         "ablate": lambda o, **kw: rli.ablate(policy, "lstm_actor", "pc1", obs=o, **kw),
         "reflect": lambda o, **kw: rli.reflect(policy, "lstm_actor", "pc1", obs=o, **kw),
         "mean_ablate": lambda o, **kw: rli.mean_ablate(policy, "lstm_actor", "pc1", o, **kw),
-        "keep_subspace": lambda o, **kw: rli.keep_subspace(policy, "lstm_actor", "pc1-2", reference_obs=o, **kw),
+        "keep_subspace": lambda o, **kw: rli.keep_subspace(policy, "lstm_actor", "pc1-2", obs=o, **kw),
         "erase": lambda o, **kw: rli.erase(policy, "lstm_actor", o, concept, **kw),
         "patch": lambda o, **kw: rli.patch(policy, "lstm_actor", o[[k]], **kw),
     }

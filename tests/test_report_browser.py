@@ -33,7 +33,8 @@ def _check(page: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def interrogation(tmp_path_factory) -> Path:
-    """A full interrogation report (all five figures) of a small CartPole policy."""
+    """A full interrogation report (all eight figures: the four steps' five and the three causal ones) of a small
+    CartPole policy."""
     torch.manual_seed(0)
     policy = rli.load_policy(nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(),
                                            nn.Linear(16, 2)), env="CartPole-v1")
@@ -49,9 +50,9 @@ def interrogation(tmp_path_factory) -> Path:
 
 def test_every_figure_of_the_interrogation_report_loads_in_chromium(interrogation, tmp_path):
     shot = tmp_path / "page.png"
-    done = _check(interrogation, "--images", "5", "--screenshot", str(shot))
+    done = _check(interrogation, "--images", "8", "--screenshot", str(shot))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count(": ok, ") == 5 and "all checks passed" in done.stdout
+    assert done.stdout.count(": ok, ") == 8 and "all checks passed" in done.stdout
     assert shot.read_bytes().startswith(b"\x89PNG")
 
 

@@ -110,7 +110,7 @@ def test_fit_pca_rejects_bad_input(acts, k, message):
 
 
 def test_project_subspace_rejects_mismatched_shapes():
-    with pytest.raises(rli.RliError, match=r"activations \(2, 3\) and basis \(4, 1\) do not fit"):
+    with pytest.raises(rli.RliError, match=r"activations \(2, 3\) and direction \(4, 1\) do not fit"):
         rli.project_subspace(np.zeros((2, 3)), np.ones(4))
 
 

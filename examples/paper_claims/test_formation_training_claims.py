@@ -34,7 +34,7 @@ def records() -> list[dict]:
         step = int(path.stem.removeprefix("rl_model_").removesuffix("_steps"))
         result = probe(rli.load_policy(path), grid, "upwash", 5, controls=False)
         rows.append({"checkpoint": str(path.relative_to(RUN)), "step": step, "seed": seed, "analysis": "probe",
-                     "layer": 5, "target": "upwash", "metric": result.metric, "value": result.r2,
+                     "layer": 5, "target": "upwash", "metric": result.metric, "value": result.score,
                      "ci_low": result.ci[0], "ci_high": result.ci[1], "spec_key": "probe:upwash:ridge"})
     return rows
 

@@ -56,7 +56,9 @@ def test_pc1_matters_far_more_than_a_random_direction(rli):
 
     policy, obs = rli.policy, rli.obs
     baseline = rli_core.evaluate(policy, rli.env, episodes=20, seed=0)
-    pc1 = rli_core.compare(policy, rli.env, rli_core.ablate(policy, 5, "pc1", obs=obs), 20, 0, baseline=baseline)
+    pc1 = rli_core.compare(policy, rli.env, intervention=rli_core.ablate(policy, 5, "pc1", obs=obs), episodes=20, seed=0,
+                           baseline=baseline)
     direction = np.random.default_rng(0).normal(size=policy.layer(5).width)
-    random = rli_core.compare(policy, rli.env, rli_core.ablate(policy, 5, direction), 20, 0, baseline=baseline)
+    random = rli_core.compare(policy, rli.env, intervention=rli_core.ablate(policy, 5, direction), episodes=20, seed=0,
+                              baseline=baseline)
     assert random.relative_ci[1] < pc1.relative_ci[0], (random, pc1)

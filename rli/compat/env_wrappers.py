@@ -15,9 +15,9 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-import torch
 
 from rli.errors import RliError
+from rli.tensors import to_numpy
 
 __all__ = ["NoisyObservationWrapper"]
 
@@ -108,6 +108,4 @@ class NoisyObservationWrapper(gymnasium.Wrapper):
 
 def _float32_copy(obs: Any) -> np.ndarray:
     """A writable float32 copy of an observation (numpy array, sequence or torch tensor)."""
-    if isinstance(obs, torch.Tensor):
-        obs = obs.detach().cpu().numpy()
-    return np.array(obs, dtype=np.float32, copy=True)
+    return np.array(to_numpy(obs), dtype=np.float32, copy=True)

@@ -21,9 +21,9 @@ from torch import nn
 
 from rli.capture import capture
 from rli.compat.engine import extract_activations
+from rli.loading.torch_networks import module_network
 from rli.polarity import negate_sensors
 from rli.policy import Policy
-from rli.torch_networks import module_network
 
 __all__ = ["PolarityTest", "ddpg_polarity_test"]
 

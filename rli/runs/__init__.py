@@ -9,7 +9,7 @@ Example:
 
 from rli.runs.checkpoints import Checkpoint, discover
 from rli.runs.executors import FuturesExecutor, InProcess, Processes, RayExecutor
-from rli.runs.specs import CKA, Ablation, Custom, Obs, Polarity, Probe, Profile, Spec, spec_from_dict
+from rli.runs.specs import CKA, Ablation, Custom, Interrogate, Obs, Polarity, Probe, Profile, Spec, spec_from_dict
 from rli.runs.store import Store
 from rli.runs.sweep import sweep
 from rli.runs.table import COLUMNS, Failure, SweepTable, UnitCounts
@@ -23,6 +23,7 @@ __all__ = [
     "Failure",
     "FuturesExecutor",
     "InProcess",
+    "Interrogate",
     "Obs",
     "Polarity",
     "Probe",

@@ -2,8 +2,9 @@
 
 SB3's ``CheckpointCallback`` names its files ``<prefix>_<N>_steps.zip`` (``rl_model_<N>_steps.zip``
 by default) and, with ``save_vecnormalize=True``, saves the observation statistics beside them as
-``<prefix>_vecnormalize_<N>_steps.pkl``; both are recognised here. The training seed comes
-from the checkpoint card (``<stem>.json`` with a ``"seed"``), else from the path (a ``seed_3``,
+``<prefix>_vecnormalize_<N>_steps.pkl``; both are recognised here (the statistics by
+:func:`rli.loading.normalization.vecnormalize_beside`, the rule :func:`rli.load_policy` follows too).
+The training seed comes from the checkpoint card (``<stem>.json`` with a ``"seed"``), else from the path (a ``seed_3``,
 ``seed3`` or ``s3`` directory, or ``seed3`` in the file name).
 
 Example:
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rli.errors import RliError
+from rli.loading.normalization import vecnormalize_beside
 
 _STEPS = re.compile(r"^(?P<prefix>.+)_(?P<step>\d+)_steps$")
 _SEED_DIR = re.compile(r"^(?:.*[_-])?(?:seed[_-]?|s)(?P<seed>\d+)$", re.IGNORECASE)
@@ -42,8 +44,8 @@ class Checkpoint:
     ``path`` the file; ``step`` the training step (from ``<prefix>_<N>_steps``, else the card's
     ``"timesteps"``, else None); ``seed`` the training seed (card, else path, else None); ``run``
     the training run it belongs to (its directory); ``vecnormalize`` the observation statistics
-    SB3's ``CheckpointCallback`` saved for this step (None when there are none: :func:`rli.load_policy`
-    then looks for ``<stem>_vecnormalize.pkl`` itself).
+    saved with this step (SB3's ``CheckpointCallback`` name, ``<stem>_vecnormalize.pkl``...: found by
+    :func:`rli.loading.normalization.vecnormalize_beside`; None when there are none).
     """
 
     path: str
@@ -139,10 +141,8 @@ def _checkpoint(path: Path) -> Checkpoint:
     card = _read_card(path) if path.suffix in _SUFFIXES else None
     match = _STEPS.match(path.stem)
     step: int | None = int(match["step"]) if match else None
-    vecnormalize = None
-    if match:
-        candidate = path.with_name(f"{match['prefix']}_vecnormalize_{match['step']}_steps.pkl")
-        vecnormalize = str(candidate) if candidate.is_file() else None
+    beside = vecnormalize_beside(path)
+    vecnormalize = str(beside) if beside is not None else None
     if step is None and card is not None and _is_int(card.get("timesteps")):
         step = int(card["timesteps"])
     seed = int(card["seed"]) if card is not None and _is_int(card.get("seed")) else _seed_from_path(path)

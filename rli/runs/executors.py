@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rli import checks
 from rli.errors import RliError
 
 Outcome = tuple[int, Any]  # (task index, its result, or the exception that ended it)
@@ -85,8 +86,8 @@ class Processes:
     """A pool of ``workers`` local processes (spawn start method, one torch thread each), made for each sweep."""
 
     def __init__(self, workers: int | None = None) -> None:
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise RliError(f"workers must be a positive integer, not {workers!r}")
+        if workers is not None:
+            checks.count(workers, "workers", hint=" (local processes)")
         self.workers = workers
 
     def run(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[Outcome]:
@@ -114,8 +115,8 @@ class RayExecutor:
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-            raise RliError(f"num_cpus must be a positive integer, not {num_cpus!r}")
+        if num_cpus is not None:
+            checks.count(num_cpus, "num_cpus", hint=" (CPUs of the local Ray instance)")
         self.address = address
         self.num_cpus = num_cpus
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rli import defaults
 from rli.errors import RliError
 
 Row = dict[str, Any]
@@ -227,6 +228,10 @@ class Spec(ABC):
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(f"{text}\nrli {rli_version()}".encode()).hexdigest()
 
+    def policy_inputs(self, policy: Any) -> str:
+        """What the analysis reads about this checkpoint besides its weights (part of the store key; none here)."""
+        return ""
+
     def inputs_digest(self) -> str:
         """Hash of the files the spec reads besides the checkpoint (part of the store key)."""
         parts = [getattr(self, f.name).digest() for f in fields(self)  # type: ignore[arg-type]
@@ -260,7 +265,7 @@ def _obs_field(value: Any) -> Obs:
 
 def _probe_rows(spec: Spec, result: Any) -> list[Row]:
     layer = _layer_label(result.layer, result.layer_index)
-    rows = [spec._row(result.metric, result.r2, result.ci, layer=layer, target=result.target)]
+    rows = [spec._row(result.metric, result.score, result.ci, layer=layer, target=result.target)]
     if result.selectivity is not None:
         rows.append(spec._row("selectivity", result.selectivity, layer=layer, target=result.target))
     return rows
@@ -276,7 +281,7 @@ class Probe(Spec):
     layer: int | str
     kind: str = "ridge"
     controls: bool = True
-    folds: int = 5
+    folds: int = defaults.FOLDS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -304,7 +309,7 @@ class Profile(Spec):
     layers: tuple[int | str, ...] | None = None
     kind: str = "ridge"
     controls: bool = True
-    folds: int = 5
+    folds: int = defaults.FOLDS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -334,7 +339,7 @@ class Polarity(Spec):
     target: str
     sensors: tuple[int, ...]
     layer: int | str
-    folds: int = 5
+    folds: int = defaults.FOLDS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -373,7 +378,7 @@ class Ablation(Spec):
     obs: Obs
     direction: str = "pc1"
     alpha: float = 0.0
-    episodes: int = 20
+    episodes: int = defaults.EPISODES
     seed: int = 0
     max_steps: int | None = None
 
@@ -502,7 +507,117 @@ class Custom(Spec):
         return rows
 
 
-SPECS: dict[str, type[Spec]] = {cls.name: cls for cls in (Probe, Profile, Polarity, Ablation, CKA, Custom)}
+def _int_tuple(value: Any, what: str) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, int) else value
+    if not isinstance(items, Sequence) or isinstance(items, str) or not items or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in items):
+        raise RliError(f"{what} must be a non-empty list of integers, not {value!r}")
+    return tuple(items)
+
+
+@dataclass(frozen=True)
+class Interrogate(Spec):
+    """:func:`rli.interrogate`, the four-step protocol, as tidy rows (``analysis = "interrogate"``).
+
+    Rows: step 1, ``r2`` (with its CI) and ``selectivity`` (with its CI) at every actor layer
+    for the target; step 2 (with ``sensors``), ``polarity_r2_normal`` (CI),
+    ``polarity_r2_inverted`` and ``polarity_drop`` (CI) at the chosen layer; step 3,
+    ``ablation_drop`` and ``ablation_relative_drop`` (paired CIs) and ``ablation_adjusted_p``
+    (Holm over the curve) for each ``k``, the ``target`` column naming the directions removed
+    (``"pc1"``, ``"pc1-2"``, …); step 4, ``minimal_k`` (the subspace's dimension),
+    ``subspace_found`` (1 or 0: confirmed on fresh seeds), ``subspace_relative_drop`` (the
+    reported comparison's relative drop, with its CI) and ``subspace_explained_variance``.
+
+    Settings left ``None`` come, as in :func:`rli.interrogate`, from the checkpoint's card (its
+    content is part of the store key), else the protocol's defaults.
+    """
+
+    name: ClassVar[str] = "interrogate"
+    env: str | None = None
+    target: str | None = None
+    layer: int | str | None = None
+    sensors: tuple[int, ...] | None = None
+    probe_obs: Obs | None = None
+    polarity_obs: Obs | None = None
+    episodes: int = defaults.EPISODES
+    seed: int = 0
+    n_obs: int = defaults.N_OBS
+    obs_episodes: int = defaults.OBS_EPISODES
+    ks: tuple[int, ...] = defaults.KS
+    tolerance: float = defaults.TOLERANCE
+    candidates: int = defaults.CANDIDATES
+    method: str = "ordered"
+
+    def __post_init__(self) -> None:
+        for name in ("probe_obs", "polarity_obs"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _obs_field(getattr(self, name)))
+        if self.layer is not None:
+            _check_layer(self.layer)
+        for name in ("env", "target"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise RliError(f"{name} must be a string (serialisable), not {type(getattr(self, name)).__name__}")
+        object.__setattr__(self, "sensors", _int_tuple(self.sensors, "sensors"))
+        object.__setattr__(self, "ks", _int_tuple(self.ks, "ks"))
+        _freeze(self.tolerance, "tolerance")
+
+    def policy_inputs(self, policy: Any) -> str:
+        """SHA-256 of the checkpoint's card (``<stem>.json``), whose settings fill those left ``None``."""
+        source = getattr(policy, "source", "") or ""
+        card = Path(source).with_suffix(".json") if source else None
+        return _sha256_file(card) if card is not None and card.is_file() else ""
+
+    def run(self, policy: Any, *, trust: bool = False, cache: ObsCache | None = None) -> list[Row]:
+        from rli.protocol import interrogate
+
+        options: dict[str, Any] = {name: getattr(self, name) for name in ("env", "target", "layer")}
+        options["sensors"] = None if self.sensors is None else list(self.sensors)
+        for name in ("probe_obs", "polarity_obs"):
+            obs = getattr(self, name)
+            options[name] = None if obs is None else self._obs(obs, policy, trust, cache)
+        report = interrogate(policy, **options, episodes=self.episodes, seed=self.seed, n_obs=self.n_obs,
+                             obs_episodes=self.obs_episodes, ks=list(self.ks), tolerance=self.tolerance,
+                             candidates=self.candidates, method=self.method, trust=trust, progress=False)
+        return self.rows(report)
+
+    def rows(self, report: Any) -> list[Row]:
+        """The rows of an :class:`rli.protocol.Report` (what :meth:`run` returns)."""
+        rows = []
+        for result in report.profile.results:
+            layer = _layer_label(result.layer, result.layer_index)
+            rows.append(self._row(result.metric, result.score, result.ci, layer=layer, target=result.target))
+            if result.selectivity is not None:
+                rows.append(self._row("selectivity", result.selectivity, result.selectivity_ci, layer=layer,
+                                      target=result.target))
+        chosen = _layer_label(report.probe.layer, report.probe.layer_index)
+        target = report.probe.target
+        if report.polarity is not None:
+            p = report.polarity
+            rows += [self._row("polarity_r2_normal", p.r2_normal, p.r2_normal_ci, layer=chosen, target=target),
+                     self._row("polarity_r2_inverted", p.r2_inverted, layer=chosen, target=target),
+                     self._row("polarity_drop", p.drop, p.drop_ci, layer=chosen, target=target)]
+        curve = report.ablation
+        for k, comparison, adjusted in zip(curve.values, curve.comparisons, curve.adjusted_p_values):
+            removed = "pc1" if int(k) == 1 else f"pc1-{int(k)}"
+            rows.append(self._row("ablation_drop", comparison.drop, comparison.ci, layer=chosen, target=removed))
+            if comparison.relative_drop is not None:
+                rows.append(self._row("ablation_relative_drop", comparison.relative_drop, comparison.relative_ci,
+                                      layer=chosen, target=removed))
+            rows.append(self._row("ablation_adjusted_p", adjusted, layer=chosen, target=removed))
+        search = report.subspace
+        rows += [self._row("minimal_k", search.k, layer=chosen),
+                 self._row("subspace_found", float(search.found), layer=chosen)]
+        if search.comparison.relative_drop is not None:
+            rows.append(self._row("subspace_relative_drop", search.comparison.relative_drop,
+                                  search.comparison.relative_ci, layer=chosen))
+        rows.append(self._row("subspace_explained_variance", search.explained_variance, layer=chosen))
+        return rows
+
+
+SPECS: dict[str, type[Spec]] = {cls.name: cls for cls in (Probe, Profile, Polarity, Ablation, CKA, Custom,
+                                                          Interrogate)}
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> Spec:
@@ -525,7 +640,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> Spec:
     if unknown:
         raise RliError(f"analysis {data['analysis']!r}: unknown setting(s) {', '.join(unknown)}; "
                        f"known: {', '.join(sorted(known))}")
-    for name in ("layers", "sensors"):
+    for name in ("layers", "sensors", "ks"):
         if isinstance(options.get(name), list):
             options[name] = tuple(options[name])
     try:

@@ -12,13 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from rli.errors import RliError
+from rli import checks
+from rli.progress import progress_bar
 from rli.runs.checkpoints import Checkpoint, discover
 from rli.runs.executors import resolve_executor
 from rli.runs.specs import Spec, check_specs
@@ -43,7 +42,7 @@ def sweep(checkpoints: Any, analyses: Any, *, executor: Any = None, store: str |
             ``concurrent.futures.Executor``. The rows are the same whichever.
         store: a result directory (or :class:`~rli.runs.Store`): finished units are read back
             instead of recomputed, so an interrupted sweep resumes where it stopped.
-        progress: a progress bar over the units (default: on a terminal; needs tqdm).
+        progress: a progress bar over the units (default: on a terminal).
         trust: allow full unpickling of checkpoints, and analyses or observation builders outside rli.
         workers: processes for ``"processes"``, CPUs of a local Ray instance for ``"ray"``.
 
@@ -54,19 +53,17 @@ def sweep(checkpoints: Any, analyses: Any, *, executor: Any = None, store: str |
     """
     found = discover(checkpoints)
     specs = check_specs(analyses)
-    if not isinstance(trust, bool):
-        raise RliError(f"trust must be True or False, not {trust!r}")
+    checks.flag(trust, "trust")
     root = None
     if store is not None:
         root = str((store if isinstance(store, Store) else Store(store)).root)
     runner = resolve_executor(executor, workers=workers)
     tasks = [Task(checkpoint, specs, root, trust) for checkpoint in found]
     results: list[Any] = [None] * len(tasks)
-    with _progress(len(tasks) * len(specs), progress) as bar:
+    with progress_bar(len(tasks) * len(specs), "rli sweep", unit="unit", progress=progress) as bar:
         for index, outcome in runner.run(run_task, tasks):
             results[index] = outcome
-            if bar is not None:
-                bar.update(len(specs))
+            bar.update(len(specs))
     return _table(found, specs, results)
 
 
@@ -94,15 +91,3 @@ def _table(found: list[Checkpoint], specs: tuple[Spec, ...], results: list[Any])
     for note in notes:
         warnings.warn(note, stacklevel=3)
     return SweepTable(rows, failures=failures, counts=UnitCounts(**counts), notes=notes)
-
-
-@contextlib.contextmanager
-def _progress(total: int, progress: bool | None) -> Any:
-    try:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    except ImportError:
-        yield None
-        return
-    disable = (not sys.stderr.isatty()) if progress is None else not progress
-    with tqdm(total=total, desc="rli sweep", unit="unit", disable=disable, leave=False) as bar:
-        yield bar

@@ -80,7 +80,7 @@ def _run_unit(spec: Spec, policy: Any, fingerprint: str, store: Store | None, ca
               trust: bool) -> UnitResult:
     note = None
     try:
-        key = unit_key(fingerprint, spec)
+        key = unit_key(fingerprint + spec.policy_inputs(policy), spec)
         if store is not None:
             found = store.get(key)
             if found.status == "hit" and found.rows is not None:

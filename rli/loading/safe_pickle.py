@@ -99,7 +99,7 @@ def safe_loads(data: bytes, replacements: dict[tuple[str, str], Any] | None = No
         >>> safe_loads(pickle.dumps(os.system))
         Traceback (most recent call last):
         ...
-        rli.safe_pickle.UnsafePickleError: posix.system
+        rli.loading.safe_pickle.UnsafePickleError: posix.system
     """
     return _RestrictedUnpickler(io.BytesIO(data), replacements or {}).load()
 

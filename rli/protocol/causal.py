@@ -1,4 +1,4 @@
-"""Interrogation-report sections for causal evidence: attribution shares and activation-patching sweeps.
+"""The interrogation report's sections for causal evidence: attribution shares and activation-patching sweeps.
 
 Each builder takes a result (:class:`rli.attribution.AttributionResult`,
 :class:`rli.patch_sweep.PatchSweepResult`) and returns a :class:`rli.report.Section`

@@ -11,7 +11,7 @@
    keeps return within a tolerance.
 
 Then the causal evidence (``causal=False`` skips it): integrated gradients of the
-policy's action over the probe observations, and activation patching of every actor
+policy's action over the polarity observations, and activation patching of every actor
 layer (and the chosen layer's units) from a counterfactual (:mod:`rli.protocol.evidence`).
 
 What to interrogate (environment, target, layer, sensors, the observations for

@@ -1,10 +1,10 @@
 """The protocol's causal evidence: integrated gradients of the policy's action, and activation patching.
 
 Both run on a seeded subsample of at most :data:`ROWS` observations (whole rows, their
-groups kept) so that they add little to an interrogation: attribution on the probe
-observations with :data:`IG_STEPS` integration steps; patching on the polarity
-observations (the probe observations when none are given), every actor layer whole,
-then each unit of the chosen layer when it has at most :data:`UNIT_LIMIT` units.
+groups kept) so that they add little to an interrogation, both on the polarity
+observations (the probe observations when none are given: where the sensors vary):
+attribution with :data:`IG_STEPS` integration steps; patching of every actor layer
+whole, then each unit of the chosen layer when it has at most :data:`UNIT_LIMIT` units.
 Intervals run over groups: the ``episode`` label of visited observations, contiguous
 blocks of a grid (:func:`rli.probes.fold_split` with ``split="blocks"``), else rows.
 

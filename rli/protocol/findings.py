@@ -234,7 +234,7 @@ def attribution_finding(report: Report) -> str:
     result, how = report.attribution, report.causal.get("attribution", {})
     if result is None:
         return f"Skipped: {how.get('skipped')}."
-    text = (f"Integrated gradients of {how['output']} over {how['rows']:,} of the probe observations "
+    text = (f"Integrated gradients of {how['output']} over {how['rows']:,} of the polarity observations "
             f"({how['observations']}; {how['sample']}), {how['n_steps']} steps from the raw zero observation, "
             f"shares aggregated over {how['groups']}. " + causal.attribution_finding(result))
     sensors = how.get("sensor_share")

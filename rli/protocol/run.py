@@ -152,7 +152,7 @@ def interrogate(
             search = minimal_subspace(run.policy, run.env, run.layer, rollouts, tolerance=tolerance,
                                       candidates=candidates, method=method, episodes=episodes, seed=run.seed,
                                       progress=progress)
-        evidence = _causal_steps(run, probe_set, polarity_set, stage) if causal else _skipped_causal()
+        evidence = _causal_steps(run, polarity_set, stage) if causal else _skipped_causal()
     settings = setup.settings
     env_name = run.env if isinstance(run.env, str) else resolve_env(run.env).name  # JSON-able: a factory by its name
     settings.update(env=env_name, rollout_obs=rollout_text, episodes=int(episodes), seed=run.seed,
@@ -239,8 +239,12 @@ def _scatter(run: _Run, rollouts: ObsSet, rollout_text: str, probe_set: ObsSet, 
     return {"acts": acts, "values": values, "basis": basis, "ratios": ratios.tolist(), "source": source}
 
 
-def _causal_steps(run: _Run, probe_set: ObsSet, polarity_set: ObsSet, stage: Callable[[str], None]) -> dict[str, Any]:
-    """Attribution on the probe observations, patching on the polarity observations (see :mod:`rli.protocol.evidence`)."""
+def _causal_steps(run: _Run, polarity_set: ObsSet, stage: Callable[[str], None]) -> dict[str, Any]:
+    """Attribution and patching on the polarity observations, where the sensors vary (see :mod:`rli.protocol.evidence`).
+
+    Integrated gradients from the zero observation give nothing to an input that is 0 on the attributed rows, as
+    the sensors are on the formation card's probe grid; the polarity observations are the ones the sensors are
+    tested on (the probe observations when no others are given)."""
     from rli.protocol import evidence  # captum loads only when these steps run
 
     settings = run.setup.settings
@@ -248,7 +252,7 @@ def _causal_steps(run: _Run, probe_set: ObsSet, polarity_set: ObsSet, stage: Cal
     stage("causal evidence, integrated gradients of the action")
     with _timed(run, "attribution"):
         attribution, how_attribution = evidence.attribution_evidence(
-            run.policy, probe_set, settings["probe_obs"], sensors, seed=run.seed)
+            run.policy, polarity_set, settings["polarity_obs"], sensors, seed=run.seed)
     stage("causal evidence, activation patching")
     with _timed(run, "patching"):
         layers, units, how_patching = evidence.patching_evidence(

@@ -20,6 +20,7 @@ from torch import nn
 import rli
 from pytest_rli.attribution_assertions import assert_attribution_in
 from rli.attribution import attribute
+from tests.doc_examples import python_blocks, run_blocks
 from tests.test_interrupts import Tripwire, exactly_restored
 from tests.test_zoo import load, reference
 
@@ -338,13 +339,9 @@ def test_failure_message_carries_the_evidence():
 # ----------------------------------------------------------------------------------------------------- docs
 def test_docs_examples_run(monkeypatch, tmp_path):
     text = (ROOT / "docs" / "attribution.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert blocks
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/attribution.md", "exec"), namespace)  # our own documentation
+    run_blocks(blocks, "docs/attribution.md", tmp_path, monkeypatch)
 
 
 # ---------------------------------------------------------------------------------------------------- plots

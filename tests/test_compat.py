@@ -32,6 +32,7 @@ import rli
 import rli.compat
 import rli.compat.polarity
 from tests.conftest import build_sb3
+from tests.doc_examples import python_blocks, run_blocks
 
 ROOT = Path(__file__).parent.parent
 SUBMODULES = ("probing", "ablation", "patching", "polarity", "pca_utils", "visualization", "env_wrappers")
@@ -99,14 +100,11 @@ def test_migration_guide_covers_every_name_and_its_examples_run(tmp_path, monkey
     text = (ROOT / "docs" / "migration.md").read_text()
     for name in [*rli.compat.__all__, "ddpg_polarity_test"]:
         assert f"`{name}" in text or f".{name}" in text, name
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert blocks
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for block in blocks:
-            exec(compile(block, "docs/migration.md", "exec"), namespace)
+        run_blocks(blocks, "docs/migration.md", tmp_path, monkeypatch, examples=False)
 
 
 # ---------------------------------------------------------------------------------------------- probes

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.doc_examples import python_blocks, run_blocks
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).parent.parent
@@ -12,13 +14,9 @@ ROOT = Path(__file__).parent.parent
 
 def test_guide_examples_run(tmp_path, monkeypatch):
     text = (ROOT / "docs" / "guide.md").read_text()
-    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def test_" not in b]
+    blocks = [b for b in python_blocks(text) if "def test_" not in b]
     assert blocks
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/guide.md", "exec"), namespace)
+    run_blocks(blocks, "docs/guide.md", tmp_path, monkeypatch)
 
 
 def test_guide_assertion_examples_pass_in_pytest(pytester):
@@ -27,7 +25,7 @@ def test_guide_assertion_examples_pass_in_pytest(pytester):
 
     text = (ROOT / "docs" / "guide.md").read_text()
     ini = re.findall(r"```ini\n(.*?)```", text, re.S)[-1]
-    tests = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "def test_" in b and "rli." in b]
+    tests = [b for b in python_blocks(text) if "def test_" in b and "rli." in b]
     (pytester.path / "examples").symlink_to(ROOT / "examples")
     pytester.makeini(ini)
     pytester.makepyfile(test_guide=tests[-1])

@@ -16,6 +16,7 @@ import pytest
 import rli
 from rli.envs.minigrid_env import AGENT_CELL, DOORKEY, LABELS, doorkey_labels, make_doorkey, minigrid_obs, region_masks
 from rli.errors import RliError
+from tests.doc_examples import python_blocks, run_blocks
 
 minigrid = pytest.importorskip("minigrid")
 from minigrid.core.constants import OBJECT_TO_IDX  # noqa: E402
@@ -187,10 +188,6 @@ def test_report_sections(policy, rollouts):
 
 def test_docs_page_examples_run(tmp_path, monkeypatch):
     text = (ROOT / "docs" / "minigrid.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert blocks
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/minigrid.md", "exec"), namespace)  # our own documentation
+    run_blocks(blocks, "docs/minigrid.md", tmp_path, monkeypatch)

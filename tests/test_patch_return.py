@@ -17,6 +17,7 @@ import rli
 from rli import policy as policy_module
 from rli.patch_return import counterfactual_patch, patch_return
 from rli.patch_sweep import patch_sweep
+from tests.doc_examples import python_blocks, run_blocks
 from tests.test_interrupts import Tripwire, _hooks
 from tests.test_steering import DriftCoin
 from tests.test_zoo import CASES
@@ -286,17 +287,12 @@ def test_top_sites_of_a_sweep(cartpole):
 @pytest.mark.slow
 def test_formation_example_runs(tmp_path, monkeypatch):
     """docs/causal.md's formation example runs as written, in order, in one namespace (its asserts included)."""
-    import re
     from pathlib import Path
 
     root = Path(__file__).parent.parent
     text = (root / "docs" / "causal.md").read_text()
     text = text[text.index("## Worked example: the formation policy"):]
     text = text[:text.index("\n## ", 1)]
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert len(blocks) == 4
-    (tmp_path / "examples").symlink_to(root / "examples")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/causal.md", "exec"), namespace)  # our own documentation
+    run_blocks(blocks, "docs/causal.md", tmp_path, monkeypatch)

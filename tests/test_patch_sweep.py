@@ -15,6 +15,7 @@ from torch import nn
 
 import rli
 from rli.patch_sweep import activation_gradient, patch_sweep
+from tests.doc_examples import python_blocks, run_blocks
 from tests.test_interrupts import Tripwire, _hooks
 from tests.test_zoo import CASES
 from tests.zoo.build import checkpoint
@@ -301,16 +302,11 @@ def test_interrupted_sweep_leaves_nothing_behind(error):
 @pytest.mark.slow
 def test_causal_guide_examples_run(tmp_path, monkeypatch):
     """docs/causal.md's code blocks run as written, in order, in one namespace (their asserts included)."""
-    import re
     from pathlib import Path
 
     root = Path(__file__).parent.parent
     text = (root / "docs" / "causal.md").read_text()
     text = text[:text.index("## Worked example: the formation policy")]  # run by tests/test_patch_return.py
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert len(blocks) == 5
-    (tmp_path / "examples").symlink_to(root / "examples")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/causal.md", "exec"), namespace)  # our own documentation
+    run_blocks(blocks, "docs/causal.md", tmp_path, monkeypatch)

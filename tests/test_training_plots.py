@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from scipy import stats as st
 from rli.errors import RliError
 from rli.runstats import stratified_bootstrap
 from rli.training_plots import metric_curves, what_when_where
+from tests.doc_examples import python_blocks, run_blocks
 
 ROOT = Path(__file__).parent.parent
 
@@ -90,11 +90,7 @@ def test_bad_input():
 def test_training_runs_page_examples_run(tmp_path, monkeypatch):
     """Slow: it probes six formation checkpoints and trains PPO briefly (about 40 s on 2 shared cores)."""
     text = (ROOT / "docs" / "training_runs.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert len(blocks) >= 5
-    (tmp_path / "examples").symlink_to(ROOT / "examples")
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/training_runs.md", "exec"), namespace)  # our own documentation
+    run_blocks(blocks, "docs/training_runs.md", tmp_path, monkeypatch)
     assert (tmp_path / "what_when_where.png").is_file() and (tmp_path / "probe_store" / "probe_callback.jsonl").is_file()

@@ -33,6 +33,7 @@ from rli.probes import probe, probe_layers
 from rli.rollout import evaluate
 from rli.subspace import fit_pca, project_subspace
 from rli.wrappers import NegateSensors, SensorDelay, SensorDropout, SensorNoise
+from tests.doc_examples import python_blocks, run_blocks
 
 ROOT = Path(__file__).parent.parent
 HERE = str(Path(__file__).resolve())
@@ -429,12 +430,9 @@ def test_repository_uses_the_new_names():
 # --------------------------------------------------------------------------- the docs page
 def test_migration_page_examples_run_without_a_warning(tmp_path, monkeypatch):
     text = (ROOT / "docs" / "migration.md").read_text().split("## Renamed arguments")[1]
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    blocks = python_blocks(text)
     assert blocks
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for block in blocks:
-            exec(compile(block, "docs/migration.md", "exec"), namespace)
+        namespace = run_blocks(blocks, "docs/migration.md", tmp_path, monkeypatch, examples=False)
     assert namespace["angle"].metric == "accuracy"

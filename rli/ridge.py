@@ -166,14 +166,20 @@ def ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: Ri
         raise RliError("the ridge statistics hold no observations; give at least one row per fold")
     width = int(m.width)
     dual = isinstance(m, KernelMoments)
+    fits: dict[str, RidgeFit | KernelFit] = {}
+
+    def fit_whole() -> None:
+        fits["whole"] = m.fit(None, standardize)
+
+    tasks = [functools.partial(score_fold, f) for f in range(opts.folds)] + ([fit_whole] if full else [])
     with one_blas_thread(width <= 512 or dual):
-        if dual:  # n×n kernels: the folds' fits side by side, one BLAS thread each (threaded BLAS thrashed under load)
-            run_all([functools.partial(score_fold, f) for f in range(opts.folds)])
-        else:
-            for f in range(opts.folds):
-                score_fold(f)
+        if width <= 512 or dual:  # side by side, one BLAS thread each (threaded BLAS thrashed under load); every
+            run_all(tasks)  # task computes the same numbers whichever thread runs it
+        else:  # wide Gram matrices: one after another, each eigendecomposition on every BLAS thread
+            for task in tasks:
+                task()
         alphas = [[float(a) for a in row] for row in fold_alphas]
-        whole = m.fit(None, standardize) if full else None
+        whole = fits.get("whole")
         for g, cols in enumerate(groups):
             coef: np.ndarray | None = None
             intercept: float | np.ndarray | None = None

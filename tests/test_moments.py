@@ -73,19 +73,19 @@ def test_a_failing_update_cancels_the_rest_and_leaves_blas_as_it_was(monkeypatch
     limits = [(info["internal_api"], info["num_threads"]) for info in threadpool_info()]
     sets = [Moments(5) for _ in range(8)]
     started, folds_added = [], {id(m): 0 for m in sets}
-    rows, add_fold = Moments._rows, Moments._add_fold
+    add_rows, add_fold = Moments._add_rows, Moments._add_fold
 
-    def failing_first(self, x, y, order):
+    def failing_first(self, x, y, order, folds):
         started.append(self)
         if len(started) == 1:
             raise KeyboardInterrupt
-        return rows(self, x, y, order)
+        add_rows(self, x, y, order, folds)
 
     def counted(self, f, xs, ys):
         add_fold(self, f, xs, ys)
         folds_added[id(self)] += 1
 
-    monkeypatch.setattr(Moments, "_rows", failing_first)
+    monkeypatch.setattr(Moments, "_add_rows", failing_first)
     monkeypatch.setattr(Moments, "_add_fold", counted)
     rng = np.random.default_rng(2)
     a, y = rng.normal(size=(4000, 300)), rng.normal(size=(4000, 1))  # ~10 ms per update: the failure comes first
@@ -148,3 +148,27 @@ def test_statistics_are_the_two_pass_ones_whatever_the_chunks_and_a_constant_fea
         assert np.all(np.abs(s.cxx - exact) <= 1e-12 * scale)
     assert np.diag(m.train(2).cxx)[3] == 0.0  # constant 0 in training: exactly no variance
     assert RidgeFit(m.train(2), standardize=True).scale[3] == 1.0  # left unscaled, given no weight
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_statistics_that_overflow_float64_are_refused_not_scored_nan() -> None:
+    """A float64 network takes observations of 1e200; the raw-observation control's sums of squares overflow, and
+    the probe says so instead of reporting a NaN control (as it did before)."""
+    torch.manual_seed(0)
+    policy = rli.load_policy(nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double())
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(500, 3))
+    obs[:, 2] *= 1e200
+    assert np.isfinite(rli.probe(policy, obs, obs[:, 0], 1, controls=False).r2)  # activations are finite (tanh)
+    with pytest.raises(rli.RliError, match=r"overflow float64.*rescale"):
+        rli.probe(policy, obs, obs[:, 0], 1, controls=True)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_the_dual_form_refuses_overflowing_rows_too() -> None:
+    from rli.moments import KernelFit
+
+    x = np.random.default_rng(0).normal(size=(20, 50))
+    x[:, 3] *= 1e200
+    with pytest.raises(rli.RliError, match="overflow float64"):
+        KernelFit(x, np.zeros((20, 1)), standardize=True)

@@ -412,12 +412,22 @@ def test_standardised_ridge_with_cv_ignores_each_units_scale(d, seed, log_scales
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**16), signal=st.floats(0.0, 5.0), d=st.integers(1, 16))
-def test_shuffled_control_stays_near_zero(seed, signal, d):
+@given(seed=st.integers(0, 2**16), signal=st.floats(0.0, 5.0), d=st.integers(1, 16), heavy_tails=st.booleans())
+def test_shuffled_control_shows_no_signal_and_stays_near_zero(seed, signal, d, heavy_tails):
+    """The label-shuffle control never shows signal; with Gaussian noise it also stays near zero.
+
+    Simulated over this space (2026-12-01): 4,000 draws with Gaussian noise gave shuffled controls in
+    [−0.075, 0.005], 8,000 with t(3) noise in [−0.32, 0.005] (4 below −0.1). t(3) throws outliers of ~100σ that
+    GCV ridge follows in the folds that train on them (α chosen 240 there, 2.4e6 where the outlier is held out),
+    so below zero nothing bounds it there; the earlier two-sided bound on t(3) noise failed on such a draw.
+    """
+    rng = np.random.default_rng(seed)
     x = gaussian(300, d, seed)
-    y = signal * x[:, 0] + np.random.default_rng(seed).standard_t(3, size=300)
-    result = rli.probe(linear_policy(np.eye(d)), x, y, 0, seed=seed)
-    assert -0.1 < result.controls["shuffled"] < 0.03
+    noise = rng.standard_t(3, size=300) if heavy_tails else rng.standard_normal(size=300)
+    result = rli.probe(linear_policy(np.eye(d)), x, signal * x[:, 0] + noise, 0, seed=seed)
+    assert result.controls["shuffled"] < 0.03
+    if not heavy_tails:
+        assert result.controls["shuffled"] > -0.1
 
 
 # ------------------------------------------------------------------------------------- errors

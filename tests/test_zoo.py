@@ -569,11 +569,20 @@ def _assert_same_weights(a: Path, b: Path) -> None:
 
 
 def test_a_missing_checkpoint_is_rebuilt_and_cached_identically(tmp_path):
-    built = checkpoint("residual_safetensors", tmp_path)
-    assert built == tmp_path / "residual_safetensors.safetensors" and built.is_file()
+    """A rebuild is bit-identical on one machine, and matches the shipped file to the rounding of another CPU.
+
+    torch's CPU kernels round differently on different processors: the shipped checkpoint was trained on the
+    project's earlier AMD EPYC machine, and its rebuild on an Intel Xeon with AVX-512 (2026-12-01) differed by at
+    most 2.7e-4 (2.5e-4 of a tensor's largest entry) after the 300 seeded Adam steps, while two rebuilds there were
+    equal bit for bit.
+    """
+    built = checkpoint("residual_safetensors", tmp_path / "a")
+    assert built == tmp_path / "a" / "residual_safetensors.safetensors" and built.is_file()
     mtime = built.stat().st_mtime_ns
-    assert checkpoint("residual_safetensors", tmp_path).stat().st_mtime_ns == mtime  # cached: not rebuilt
-    _assert_same_weights(built, ZOO["residual_safetensors"].path)
+    assert checkpoint("residual_safetensors", tmp_path / "a").stat().st_mtime_ns == mtime  # cached: not rebuilt
+    _assert_same_weights(built, checkpoint("residual_safetensors", tmp_path / "b"))
+    shipped = _weights(ZOO["residual_safetensors"].path)
+    torch.testing.assert_close(_weights(built), shipped, rtol=0.0, atol=1e-3)
 
 
 def test_the_zoo_ships_small():

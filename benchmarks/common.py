@@ -31,16 +31,22 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, list[float]], dict[str, object]]:
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int,
+                settle: float = 0.0) -> tuple[dict[str, list[float]], dict[str, object]]:
     """Seconds per run of every variant, and the last result of each.
 
     Every variant is called once as a warm-up, then ``repeats`` rounds each run every variant
-    once, in order, so that changes in machine load hit them alike.
+    once, in order, so that changes in machine load hit them alike. With ``settle`` (seconds),
+    each run starts after that long a pause, so that no run pays for the worker threads the
+    run before it left spinning (OpenBLAS's and OpenMP's threads busy-wait for a while after
+    their work: measured, the bench_probe floor right after the reference's threaded scikit-learn
+    fit took 1.6–1.8× its time after a 0.2 s pause).
     """
     results = {name: run() for name, run in runs.items()}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
+            time.sleep(settle)
             start = time.perf_counter()
             results[name] = run()
             times[name].append(time.perf_counter() - start)

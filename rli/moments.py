@@ -45,8 +45,6 @@ from rli.threads import one_blas_thread, run_all
 
 RELATIVE_GRID = 10.0 ** np.linspace(-6, 4, 21)
 _EPS = np.finfo(np.float64).eps
-OVERFLOW = ("the ridge statistics overflow float64: a feature reaches about ±1e154 (the observations, for the "
-            "raw-observation control, or a layer's activations); rescale them")
 
 
 def check_finite_sums(*parts: np.ndarray) -> None:
@@ -58,7 +56,8 @@ def check_finite_sums(*parts: np.ndarray) -> None:
         rli.errors.RliError: the ridge statistics overflow float64: ...
     """
     if not all(np.isfinite(part).all() for part in parts):
-        raise RliError(OVERFLOW)
+        raise RliError("the ridge statistics overflow float64: a feature reaches about ±1e154 (the observations, for "
+                       "the raw-observation control, or a layer's activations); rescale them")
 
 
 class Sums(NamedTuple):

@@ -172,10 +172,11 @@ def ridge_outcomes(m: Moments | KernelMoments, groups: Sequence[slice], opts: Ri
         fits["whole"] = m.fit(None, standardize)
 
     tasks = [functools.partial(score_fold, f) for f in range(opts.folds)] + ([fit_whole] if full else [])
-    with one_blas_thread(width <= 512 or dual):
-        if width <= 512 or dual:  # side by side, one BLAS thread each (threaded BLAS thrashed under load); every
-            run_all(tasks)  # task computes the same numbers whichever thread runs it
-        else:  # wide Gram matrices: one after another, each eigendecomposition on every BLAS thread
+    side_by_side = width <= 512 or dual  # else wide Gram matrices: one after another, each on every BLAS thread
+    with one_blas_thread(side_by_side):
+        if side_by_side:  # one BLAS thread each (threaded BLAS thrashed under load); every task computes the same
+            run_all(tasks)  # numbers whichever thread runs it
+        else:
             for task in tasks:
                 task()
         alphas = [[float(a) for a in row] for row in fold_alphas]
